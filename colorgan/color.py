@@ -1,0 +1,69 @@
+"""Colour conversion between 8-bit sRGB and the networks' normalised colour spaces.
+
+Lab is normalised as the authors do: L/50 - 1, a/110, b/110, so every channel lies in about
+[-1, 1] and matches the generator's tanh. The "rgb" space is RGB scaled to [-1, 1]. Either way
+the generator's input is the normalised L channel (the authors fed raw 0-255 gray: a defect).
+"""
+import warnings
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import tensorflow as tf
+
+with warnings.catch_warnings():
+    # tensorflow-io's compiled file-system plugins do not load with TF 2.21 and it warns about
+    # it on import; the colour ops are plain TensorFlow and work.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow_io(\.|$)")
+    import tensorflow_io as tfio
+
+L_SCALE, AB_SCALE = 50.0, 110.0
+
+
+def rgb_to_lab(rgb):
+    """sRGB in [0, 1] (..., 3) -> CIELAB (D65): L in [0, 100], a and b in about [-110, 110]."""
+    return tfio.experimental.color.rgb_to_lab(tf.convert_to_tensor(rgb, tf.float32))
+
+
+def lab_to_rgb(lab):
+    """CIELAB (D65) -> sRGB in [0, 1], clipped (out-of-gamut Lab has no exact sRGB value)."""
+    rgb = tfio.experimental.color.lab_to_rgb(tf.convert_to_tensor(lab, tf.float32))
+    return tf.clip_by_value(rgb, 0.0, 1.0)
+
+
+def normalize_lab(lab):
+    L, a, b = tf.unstack(lab, axis=-1)
+    return tf.stack([L / L_SCALE - 1.0, a / AB_SCALE, b / AB_SCALE], axis=-1)
+
+
+def denormalize_lab(lab):
+    L, a, b = tf.unstack(lab, axis=-1)
+    return tf.stack([(L + 1.0) * L_SCALE, a * AB_SCALE, b * AB_SCALE], axis=-1)
+
+
+def preprocess(rgb_uint8, color_space: str = "lab"):
+    """8-bit sRGB images (..., H, W, 3) -> (gray (..., H, W, 1), colour (..., H, W, 3)) in [-1, 1].
+
+    gray is the normalised L channel in both colour spaces; colour is normalised Lab or RGB.
+    """
+    rgb = tf.cast(rgb_uint8, tf.float32) / 255.0
+    lab = normalize_lab(rgb_to_lab(rgb))
+    gray = lab[..., :1]
+    if color_space == "lab":
+        return gray, lab
+    if color_space == "rgb":
+        return gray, rgb * 2.0 - 1.0
+    raise ValueError(f"unknown colour space {color_space!r}")
+
+
+def postprocess(colour, color_space: str = "lab"):
+    """The generator's output in [-1, 1] -> sRGB float in [0, 1]."""
+    colour = tf.cast(colour, tf.float32)
+    if color_space == "lab":
+        return lab_to_rgb(denormalize_lab(colour))
+    if color_space == "rgb":
+        return tf.clip_by_value((colour + 1.0) / 2.0, 0.0, 1.0)
+    raise ValueError(f"unknown colour space {color_space!r}")
+
+
+def to_uint8(rgb):
+    """sRGB float in [0, 1] -> uint8, rounded as image files store it."""
+    return tf.cast(tf.round(tf.clip_by_value(rgb, 0.0, 1.0) * 255.0), tf.uint8)

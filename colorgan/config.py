@@ -1,0 +1,133 @@
+"""The one config: a frozen dataclass whose fields generate the command-line flags.
+
+Defaults and flag names follow the authors' options (ImagingLab/Colorizing-with-GANs); per-dataset
+presets follow their README. Precedence: field default < dataset preset < command-line flag.
+"""
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad flag, missing data, wrong checkpoint): shown without traceback."""
+
+
+def _opt(default, help, **kwargs):
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _opt(0, "random seed: the same seed gives the same batches and initial weights")
+    name: str = _opt("CGAN", "run name: checkpoints go to <checkpoints-path>/<name>")
+    dataset: str = _opt("cifar10", "dataset preset and network size", choices=("cifar10", "places365", "folder"))
+    dataset_path: str = _opt("", "local data: CIFAR-10 archive or folder, Places365 folder, or any image folder")
+    checkpoints_path: str = _opt("./checkpoints", "folder for runs (checkpoints, samples, logs)")
+    batch_size: int = _opt(16, "images per batch")
+    color_space: str = _opt("lab", "colour space the generator predicts in", choices=("lab", "rgb"))
+    image_size: int = _opt(256, "training/test image side in pixels")
+    epochs: int = _opt(30, "epochs to train")
+    max_steps: int = _opt(0, "stop after this many training iterations in total (0: no limit)")
+    lr: float = _opt(3e-4, "generator learning rate (the discriminator's is lr / 10)")
+    lr_decay: bool = _opt(True, "decay the learning rate exponentially")
+    lr_decay_rate: float = _opt(0.1, "learning-rate decay factor per --lr-decay-steps")
+    lr_decay_steps: float = _opt(1e4, "steps over which the learning rate decays by --lr-decay-rate")
+    beta1: float = _opt(0.0, "Adam beta_1 momentum term")
+    l1_weight: float = _opt(100.0, "weight of the L1 loss in the generator loss")
+    augment: bool = _opt(True, "random crop and horizontal flip of training images")
+    label_smoothing: bool = _opt(False, "one-sided label smoothing (real labels 0.9)")
+    acc_thresh: float = _opt(2.0, "accuracy threshold eps in CIELAB units (the paper's metric)")
+    save_interval: int = _opt(1000, "save a checkpoint every N steps (and at every epoch end)")
+    sample_interval: int = _opt(1000, "write a sample grid every N steps")
+    sample_size: int = _opt(8, "images in each sample grid")
+    validate: bool = _opt(True, "validate on the test split at every epoch end")
+    validate_interval: int = _opt(0, "also validate every N steps (0: only at epoch ends)")
+    log_interval: int = _opt(10, "print a progress line every N steps")
+    test_input: str = _opt("", "image file or folder to colourise")
+    test_output: str = _opt("./output", "folder for colourised images")
+    turing_test_size: int = _opt(100, "number of trials in the visual Turing test")
+    turing_test_delay: float = _opt(0.0, "seconds a Turing-test pair stays visible (0: no limit)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, directory: str) -> str:
+        """Write config.json into directory (atomically) and return its path."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "config.json")
+        with open(path + ".tmp", "w") as f:
+            f.write(self.to_json() + "\n")
+        os.replace(path + ".tmp", path)
+        return path
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.checkpoints_path, self.name)
+
+
+PRESETS = {
+    "cifar10": dict(batch_size=128, epochs=200, image_size=32, lr_decay_steps=1e4, augment=True),
+    "places365": dict(batch_size=16, epochs=10, image_size=256, label_smoothing=True),
+    "folder": dict(batch_size=16, epochs=30, image_size=256),
+}
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false/1/0/yes/no, got {text!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, named as the authors name them (--batch-size, --l1-weight, ...)."""
+    for f in FIELDS.values():
+        kind = {bool: parse_bool, int: int, float: float, str: str}[type(f.default)]
+        metavar = "BOOL" if kind is parse_bool else None
+        presets = {d: p[f.name] for d, p in PRESETS.items() if f.name in p}
+        default = ", ".join(f"{d} {presets.get(d, f.default)}" for d in PRESETS) if presets else f.default
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, metavar=metavar,
+                            choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
+                            help=f"{f.metadata['help']} (default: {default})")
+
+
+def make_config(overrides: dict | None = None, **kwargs) -> Config:
+    """Defaults, then the dataset's preset, then the given values (flags), which always win."""
+    given = {**(overrides or {}), **kwargs}
+    unknown = set(given) - set(FIELDS)
+    if unknown:
+        raise UserError(f"unknown config fields: {sorted(unknown)}")
+    dataset = given.get("dataset", FIELDS["dataset"].default)
+    if dataset not in PRESETS:
+        raise UserError(f"unknown dataset {dataset!r}: choose from {sorted(PRESETS)}")
+    config = Config(**{**PRESETS[dataset], **given})
+    for name in ("batch_size", "image_size", "epochs", "sample_size"):
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    return config
+
+
+def parse_args(argv=None, description: str = "") -> Config:
+    """Parse command-line flags into a Config."""
+    parser = argparse.ArgumentParser(description=description)
+    add_config_flags(parser)
+    return make_config(vars(parser.parse_args(argv)))
+
+
+def load_config(path: str) -> Config:
+    """Read a config.json written by Config.save; unknown keys from other versions are ignored."""
+    with open(path) as f:
+        values = json.load(f)
+    return Config(**{k: v for k, v in values.items() if k in FIELDS})
+
+
+def differences(old: Config, new: Config) -> dict:
+    """{field: (old, new)} for every field whose value differs."""
+    return {name: (getattr(old, name), getattr(new, name))
+            for name in FIELDS if getattr(old, name) != getattr(new, name)}

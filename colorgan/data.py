@@ -1,0 +1,411 @@
+"""Streaming tf.data pipelines of (gray, colour) batches from CIFAR-10, Places365 or any image folder.
+
+Every source is one split seen as "example i of n": an in-memory uint8 array (CIFAR-10 archives and
+TFDS cifar10), a list of image files decoded while streaming (Places365 folders, image folders), or
+a TFDS stream (places365_small). make_dataset builds the pipeline in the canonical order:
+indices -> shuffle -> read + crop + flip (parallel map, in chunks) -> batch -> Lab (per batch,
+XLA) -> prefetch. All randomness is stateless and seeded by (seed, epoch, index), so the same seed
+gives the same batches, and the pipeline of any epoch can be rebuilt.
+"""
+import dataclasses
+import functools
+import io
+import os
+import pickle
+import socket
+import tarfile
+import threading
+
+import numpy as np
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import tensorflow as tf
+
+from colorgan import color, images
+from colorgan.config import Config, UserError
+
+AUTOTUNE = tf.data.AUTOTUNE
+SPLITS = ("train", "test")
+TEST_FRACTION = 0.1  # of an image folder without train/ and test/ subfolders
+
+
+class DataError(UserError):
+    """Missing, empty or unreadable data."""
+
+
+@dataclasses.dataclass
+class Skipped:
+    """Images a pipeline left out; filled while it streams, reported once per epoch."""
+    gray: int = 0
+    unreadable: list = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def __str__(self):
+        text = f"skipped {self.gray} grayscale and {len(self.unreadable)} unreadable images"
+        if self.unreadable:
+            text += ": " + "; ".join(self.unreadable[:5]) + (" ..." if len(self.unreadable) > 5 else "")
+        return text
+
+
+@dataclasses.dataclass
+class Source:
+    """One split of one dataset: exactly one of images, paths or stream is set."""
+    description: str
+    size: int
+    images: np.ndarray | None = None  # (n, h, w, 3) uint8, pure-gray images already removed
+    gray_removed: int = 0
+    paths: list | None = None
+    stream: object = None  # a callable returning a tf.data.Dataset of uint8 images
+
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR-10 archives: the binary and the python (pickle) versions, as archive or extracted folder
+
+CIFAR_FILES = {
+    "binary": {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]},
+    "python": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+}
+CIFAR_ARCHIVES = {"binary": "cifar-10-binary.tar.gz", "python": "cifar-10-python.tar.gz"}
+CIFAR_FOLDERS = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}
+
+
+def _find_cifar(path: str):
+    """(format, read(name) -> bytes) when path is an official CIFAR-10 archive or folder, else None."""
+    if os.path.isfile(path) and tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            members = {os.path.basename(m.name): m.name for m in tar.getmembers() if m.isfile()}
+        for fmt, files in CIFAR_FILES.items():
+            if files["test"][0] in members:
+                def read(name, path=path, members=members):
+                    with tarfile.open(path) as tar:
+                        return tar.extractfile(members[name]).read()
+                return fmt, read
+        return None
+    if os.path.isdir(path):
+        for fmt, files in CIFAR_FILES.items():
+            if os.path.isfile(os.path.join(path, files["test"][0])):
+                def read(name, path=path):
+                    with open(os.path.join(path, name), "rb") as f:
+                        return f.read()
+                return fmt, read
+        for fmt in CIFAR_FILES:
+            for inner in (CIFAR_FOLDERS[fmt], CIFAR_ARCHIVES[fmt]):
+                found = _find_cifar(os.path.join(path, inner))
+                if found:
+                    return found
+    return None
+
+
+class _ArrayStub:
+    """Stands in for numpy's pickled ndarray: takes its state as plain data, runs no numpy code."""
+
+    def __init__(self, *args):
+        self.array = None
+
+    def __setstate__(self, state):  # (version, shape, dtype, is_fortran, raw bytes)
+        _, shape, dtype, fortran, raw = state
+        self.array = np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order="F" if fortran else "C")
+
+
+class _DtypeStub:
+    def __init__(self, code, align=False, copy=True):
+        code = code.decode() if isinstance(code, bytes) else str(code)
+        self.dtype = np.dtype(code)
+        if self.dtype.kind not in "biuf":
+            raise pickle.UnpicklingError(f"unexpected array type {code!r}")
+
+    def __setstate__(self, state):
+        order = state[1].decode() if isinstance(state[1], bytes) else state[1]
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _frombuffer(buffer, dtype, shape, order="C"):  # numpy's own pickles at protocol 5
+    return np.frombuffer(bytes(buffer), dtype=dtype.dtype).reshape(shape, order=order)
+
+
+def _latin1_bytes(text, encoding):  # how Python 3 writes bytes at pickle protocol 2
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"unexpected encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_ARRAY_GLOBALS = {("_codecs", "encode"): _latin1_bytes}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ARRAY_GLOBALS[(_module, "_reconstruct")] = _ArrayStub
+for _module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+    _ARRAY_GLOBALS[(_module, "ndarray")] = _ArrayStub
+    _ARRAY_GLOBALS[(_module, "dtype")] = _DtypeStub
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    _ARRAY_GLOBALS[(_module, "_frombuffer")] = _frombuffer
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Admits only plain containers, bytes, strings and numbers (and arrays, as data):
+    a pickle that names any other global, as one that runs code must, is refused."""
+
+    def find_class(self, module, name):
+        if (module, name) in _ARRAY_GLOBALS:
+            return _ARRAY_GLOBALS[(module, name)]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only data")
+
+
+def _read_cifar_python_batch(raw: bytes, name: str) -> np.ndarray:
+    try:
+        batch = _PlainDataUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
+        data = data.array if isinstance(data, _ArrayStub) else data
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
+            raise ValueError("no uint8 'data' array of 3072 values per image")
+        return data.reshape(-1, 3, 32, 32)
+    except Exception as error:
+        raise DataError(f"{name}: not a CIFAR-10 python batch ({error})") from None
+
+
+def _read_cifar_binary_batch(raw: bytes, name: str) -> np.ndarray:
+    if len(raw) == 0 or len(raw) % 3073:
+        raise DataError(f"{name}: not a CIFAR-10 binary batch ({len(raw)} bytes is not a multiple of 3073)")
+    return np.frombuffer(raw, np.uint8).reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32)
+
+
+def read_cifar(path: str, split: str) -> np.ndarray:
+    """(n, 32, 32, 3) uint8 images of one split of an official CIFAR-10 archive or folder."""
+    found = _find_cifar(path)
+    if not found:
+        raise DataError(f"{path}: no CIFAR-10 batches found")
+    fmt, read = found
+    parse = _read_cifar_binary_batch if fmt == "binary" else _read_cifar_python_batch
+    batches = []
+    for name in CIFAR_FILES[fmt][split]:
+        try:
+            batches.append(parse(read(name), name))
+        except (OSError, KeyError, tarfile.TarError) as error:
+            raise DataError(f"{path}: cannot read {name} ({error})") from None
+    return np.ascontiguousarray(np.concatenate(batches).transpose(0, 2, 3, 1))  # (n, 32, 32, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Places365 (official folder layout, with the authors' file-list caches) and any image folder
+
+def _places_paths(root: str, split: str) -> list[str]:
+    """data_256/**/*.jpg (train) or val_256/*.jpg (test), cached in train.flist / test.flist."""
+    folder = os.path.join(root, "data_256" if split == "train" else "val_256")
+    if not os.path.isdir(folder):
+        raise DataError(f"{root}: Places365 layout needs a {os.path.basename(folder)}/ folder")
+    flist = os.path.join(root, "train.flist" if split == "train" else "test.flist")
+    if _flist_is_fresh(flist, folder):
+        with open(flist) as f:
+            return [os.path.join(root, line.rstrip("\n")) for line in f if line.strip()]
+    if split == "train":
+        paths = images.list_images(folder)
+    else:
+        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if images.is_image_file(f))
+    try:
+        with open(flist + ".tmp", "w") as f:
+            f.writelines(os.path.relpath(p, root) + "\n" for p in paths)
+        os.replace(flist + ".tmp", flist)
+    except OSError as error:  # a read-only dataset folder still works, only slower to start
+        print(f"note: cannot write the file list {flist} ({error})")
+    return paths
+
+
+def _flist_is_fresh(flist: str, folder: str) -> bool:
+    """A cache is stale when any folder below the split is newer (a file was added or removed)."""
+    if not os.path.isfile(flist):
+        return False
+    written = os.path.getmtime(flist)
+    return all(os.path.getmtime(d) <= written for d, _, _ in os.walk(folder, followlinks=True))
+
+
+def _folder_paths(root: str, split: str, seed: int) -> list[str]:
+    """train/ and test/ subfolders when both exist, otherwise a split of everything by seed."""
+    if all(os.path.isdir(os.path.join(root, s)) for s in SPLITS):
+        return images.list_images(os.path.join(root, split))
+    paths = images.list_images(root)
+    if len(paths) < 2:
+        return paths if split == "train" else []
+    order = np.random.default_rng(seed).permutation(len(paths))
+    n_test = max(1, int(len(paths) * TEST_FRACTION))
+    chosen = order[:n_test] if split == "test" else order[n_test:]
+    return [paths[i] for i in sorted(chosen)]
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorFlow Datasets
+
+def _tfds_source(name: str, split: str) -> Source:
+    import tensorflow_datasets as tfds
+
+    data_dir = os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        manual_dir = os.path.join(data_dir, "downloads", "manual")
+        has_manual = os.path.isdir(manual_dir) and os.listdir(manual_dir)
+        if not has_manual and not _online(name):
+            raise DataError(_offline_message(name, data_dir, manual_dir))
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    tfds_split = {"cifar10": {"train": "train", "test": "test"},
+                  "places365_small": {"train": "train", "test": "validation"}}[name][split]
+    size = builder.info.splits[tfds_split].num_examples
+    description = f"TFDS {name} [{tfds_split}] in {data_dir}"
+    if name == "cifar10":  # 180 MB: keep it in memory, like the archives
+        array = tfds.as_numpy(builder.as_dataset(split=tfds_split, batch_size=-1))["image"]
+        return _array_source(array, description)
+    def stream():
+        return builder.as_dataset(split=tfds_split, shuffle_files=False).map(lambda example: example["image"])
+    return Source(description, size, stream=stream)
+
+
+DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "places365_small": "data.csail.mit.edu"}
+
+
+def _online(name: str, timeout: float = 3.0) -> bool:
+    """Can the dataset's download host be reached? Offline, TFDS retries for minutes before failing."""
+    try:
+        socket.create_connection((DOWNLOAD_HOSTS[name], 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_message(name: str, data_dir: str, manual_dir: str) -> str:
+    if name == "cifar10":
+        return (f"CIFAR-10 is not prepared in TensorFlow Datasets' folder {data_dir} and this machine is "
+                "offline. Provide it in one of these ways:\n"
+                "  * put the official cifar-10-python.tar.gz or cifar-10-binary.tar.gz (or its extracted "
+                "folder) in ./datasets/cifar10, or pass it with --dataset-path;\n"
+                "  * pass any image folder with train/ and test/ subfolders with --dataset-path;\n"
+                f"  * put cifar-10-binary.tar.gz in {manual_dir} for TensorFlow Datasets to prepare;\n"
+                "  * or run once on a machine that is online.")
+    return (f"{name} is not prepared in TensorFlow Datasets' folder {data_dir} and this machine is offline. "
+            "Pass the official Places365 folder (data_256/, val_256/) or any image folder with --dataset-path, "
+            f"or put the official archives in {manual_dir}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the source
+
+def _array_source(array: np.ndarray, description: str) -> Source:
+    spread = array.max(axis=-1).astype(np.int16) - array.min(axis=-1)
+    colour = spread.reshape(len(array), -1).max(axis=1) > 2  # same test as images.is_gray
+    return Source(description, int(colour.sum()), images=array[colour], gray_removed=int((~colour).sum()))
+
+
+@functools.lru_cache(maxsize=8)
+def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> Source:
+    """Find the data for --dataset / --dataset-path and one split of it (cached per process)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    path = dataset_path
+    if not path and dataset == "cifar10" and os.path.isdir("./datasets/cifar10"):
+        path = "./datasets/cifar10"
+    if not path and dataset == "places365" and os.path.isdir("./datasets/places365"):
+        path = "./datasets/places365"
+    if not path:
+        if dataset == "folder":
+            raise DataError("--dataset folder needs --dataset-path DIR (a folder of images)")
+        return _tfds_source({"cifar10": "cifar10", "places365": "places365_small"}[dataset], split)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder")
+    if _find_cifar(path):
+        return _array_source(read_cifar(path, split), f"CIFAR-10 [{split}] from {path}")
+    if any(os.path.isdir(os.path.join(path, d)) for d in ("data_256", "val_256")):
+        paths = _places_paths(path, split)
+        kind = "Places365"
+    elif os.path.isdir(path):
+        paths = _folder_paths(path, split, seed)
+        kind = "image folder"
+    else:
+        raise DataError(f"{path}: not a CIFAR-10 archive and not a folder")
+    if not paths:
+        raise DataError(f"{path}: no images ({', '.join(images.IMAGE_EXTENSIONS)}) for the {split} split")
+    return Source(f"{kind} [{split}] {path}", len(paths), paths=paths)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline
+
+CHUNK = 64  # images per Python call: a call per image costs more than decoding a 32x32 JPEG
+
+
+def _chunk_reader(source: Source, size: int, random: bool, skipped: Skipped):
+    """read(indices, uniforms[, pixels]) -> (images (k, size, size, 3), keep (k,)); runs in
+    tf.numpy_function, several chunks at once; uniforms (k, 3) place the random crops and flips."""
+    def read(indices, uniforms, pixels=None):
+        out = np.zeros((len(indices), size, size, 3), np.uint8)
+        keep = np.zeros(len(indices), bool)
+        for n, i in enumerate(indices):
+            if pixels is not None:
+                rgb = pixels[n]
+            elif source.images is not None:
+                rgb = source.images[i]
+            else:
+                try:
+                    rgb = images.read_image(source.paths[i], size)
+                except images.ImageError as error:
+                    with skipped.lock:
+                        skipped.unreadable.append(str(error))
+                    continue
+            if source.images is None and images.is_gray(rgb):
+                with skipped.lock:
+                    skipped.gray += 1
+                continue
+            out[n] = images.crop_square(rgb, size, uniforms[n] if random else None)
+            keep[n] = True
+        return out, keep
+    return read
+
+
+@functools.partial(tf.function, jit_compile=True)  # 2x faster on CPU than the plain graph
+def _to_model_input(rgb, color_space):
+    return color.preprocess(rgb, color_space)
+
+
+def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None) -> tf.data.Dataset:
+    """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split.
+
+    Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
+    a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
+    """
+    source = load_source(config.dataset, config.dataset_path, split, config.seed)
+    skipped = skipped if skipped is not None else Skipped()
+    skipped.gray += source.gray_removed
+    train = split == "train"
+    size = config.image_size
+    shuffle_seed = config.seed * 1000003 + epoch
+    read = _chunk_reader(source, size, train and config.augment, skipped)
+    seed = tf.constant([config.seed, epoch], tf.int64)
+
+    def with_uniforms(i, *pixels):  # seeded by (seed, epoch, index): the same crop whatever the order
+        return (i, tf.random.stateless_uniform([3], tf.random.experimental.stateless_fold_in(seed, i)), *pixels)
+
+    def read_chunk(indices, uniforms, *pixels):
+        rgb, keep = tf.numpy_function(read, [indices, uniforms, *pixels], (tf.uint8, tf.bool), stateful=False)
+        return tf.ensure_shape(rgb, (None, size, size, 3)), tf.ensure_shape(keep, (None,))
+
+    if source.stream is not None:  # TFDS places365_small: 256x256 images, too many to index
+        ds = source.stream().enumerate()
+        if train:
+            ds = ds.shuffle(1000, seed=shuffle_seed)
+    else:  # shuffling indices keeps the buffer (and a saved iterator) small
+        ds = tf.data.Dataset.range(source.size)
+        if train:
+            ds = ds.shuffle(source.size, seed=shuffle_seed, reshuffle_each_iteration=False)
+    ds = ds.map(with_uniforms).batch(CHUNK).map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
+    ds = ds.filter(lambda rgb, keep: keep).map(lambda rgb, _: rgb)
+    ds = ds.batch(config.batch_size, drop_remainder=train)
+    ds = ds.map(functools.partial(_to_model_input, color_space=config.color_space), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def check_not_empty(batches: int, skipped: Skipped, config: Config, split: str) -> None:
+    """After an epoch: a source whose every image was left out is an error, not a silent no-op."""
+    if batches == 0:
+        raise DataError(f"{describe(config, split)}, but no usable batch of {config.batch_size} in the "
+                        f"{split} split ({skipped})")
+
+
+def describe(config: Config, split: str) -> str:
+    source = load_source(config.dataset, config.dataset_path, split, config.seed)
+    return f"{source.description}: {source.size} images"

@@ -1,0 +1,103 @@
+"""Reading image files of any kind into 8-bit RGB arrays, with Pillow.
+
+Pillow handles what TensorFlow's decoders do not: EXIF orientation, CMYK, 16-bit, palette and
+alpha images, and reduced-size JPEG decoding (draft mode), which makes large photos cheap to
+shrink. Every failure becomes one ImageError with the file's name.
+"""
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_ASPECT = 4  # longer side kept at most 4x the shorter: a 1x10000 strip must not become 256x2.5M
+
+
+class ImageError(Exception):
+    """A file that is not a readable image."""
+
+
+def is_image_file(path: str) -> bool:
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(root: str) -> list[str]:
+    """Every image file below root, recursively, in a stable (sorted) order."""
+    found = []
+    for directory, subdirs, files in os.walk(root, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found.extend(os.path.join(directory, f) for f in sorted(files) if is_image_file(f))
+    return found
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # Pillow's convert() clips 16-bit values at 255 instead of scaling them.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if values.max() > 255 else 255.0
+        image = Image.fromarray(np.round(values * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels have arbitrary colours underneath: show them on white, as viewers do.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def read_image(path: str, short_side: int | None = None) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3), upright by its EXIF orientation.
+
+    With short_side, the shorter side is resized to exactly that many pixels and the longer side
+    is centre-cropped to at most MAX_ASPECT times it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if short_side and image.format == "JPEG" and min(image.size) >= 2 * short_side:
+                    # Decode at the smallest 1/2^k scale whose sides stay at least short_side.
+                    image.draft("RGB", (short_side, short_side))
+                image = ImageOps.exif_transpose(image)
+                image = _to_rgb(image)
+    except Exception as error:  # Pillow raises many kinds: all mean "not a readable image"
+        raise ImageError(f"{path}: {error.__class__.__name__}: {error}") from None
+    if short_side:
+        image = _fit_short_side(image, short_side)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _fit_short_side(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    longest = min(max(w, h), MAX_ASPECT * min(w, h))
+    if max(w, h) > longest:
+        left, top = (w - min(w, longest)) // 2, (h - min(h, longest)) // 2
+        image = image.crop((left, top, left + min(w, longest), top + min(h, longest)))
+        w, h = image.size
+    scale = size / min(w, h)
+    if scale != 1:
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        image = image.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS,
+                             reducing_gap=3.0 if scale < 1 else None)
+    return image
+
+
+def crop_square(rgb: np.ndarray, size: int, random: np.ndarray | None = None) -> np.ndarray:
+    """Resize the shorter side to size (if it differs), then crop size x size: in the centre, or,
+    given three uniform numbers in [0, 1), at a random place with a random horizontal flip."""
+    if min(rgb.shape[:2]) != size:
+        rgb = np.asarray(_fit_short_side(Image.fromarray(rgb), size))
+    h, w = rgb.shape[:2]
+    if random is None:
+        top, left, flip = (h - size) // 2, (w - size) // 2, False
+    else:
+        top, left, flip = int(random[0] * (h - size + 1)), int(random[1] * (w - size + 1)), random[2] < 0.5
+    rgb = rgb[top:top + size, left:left + size]
+    return rgb[:, ::-1] if flip else rgb
+
+
+def is_gray(rgb: np.ndarray, tolerance: int = 2) -> bool:
+    """True when no pixel's channels differ by more than tolerance: a gray image stored as RGB."""
+    r, g, b = (rgb[..., c].astype(np.int16) for c in range(3))  # faster than reducing the last axis
+    return all(int(np.abs(x - y).max()) <= tolerance for x, y in ((r, g), (r, b), (g, b)))

@@ -1,0 +1,280 @@
+"""Every source on real files: the shared CIFAR-10 JPEGs and CBSD68 photos, official-format CIFAR-10
+archives and a Places365-layout folder written here, and a zoo of awkward and broken files."""
+import io
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorgan import config, data, images
+
+
+def colourful(seed, h=32, w=32):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def smooth(h, w):
+    """A colourful gradient: survives JPEG well enough to compare pixel values."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.dstack([255 * x / w, 255 * y / h, 128 + 0 * x]).astype(np.uint8)
+
+
+def batches(cfg, split="train", epoch=0, skipped=None):
+    return [(g.numpy(), c.numpy()) for g, c in data.make_dataset(cfg, split, epoch, skipped)]
+
+
+# ---- CIFAR-10 archives in the two official formats ---------------------------------------------
+
+def cifar_records(n, seed):
+    pixels = np.stack([colourful(seed + i) for i in range(n)])  # (n, 32, 32, 3)
+    return pixels, pixels.transpose(0, 3, 1, 2).reshape(n, 3072)  # stored as R, G, B planes
+
+
+@pytest.fixture
+def cifar_archives(tmp_path):
+    """cifar-10-binary.tar.gz and cifar-10-python.tar.gz with 2 images per batch file."""
+    expected = {"train": [], "test": []}
+    binary, python = tmp_path / "cifar-10-batches-bin", tmp_path / "cifar-10-batches-py"
+    binary.mkdir(), python.mkdir()
+    for k, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        pixels, rows = cifar_records(2, seed=10 * k)
+        expected["test" if name == "test_batch" else "train"].append(pixels)
+        labels = np.array([k, k], np.uint8)
+        (binary / f"{name}.bin").write_bytes(np.concatenate([labels[:, None], rows], axis=1).tobytes())
+        with open(python / name, "wb") as f:  # the authors' layout: a dict with bytes keys
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": rows,
+                         b"filenames": [b"a.png", b"b.png"]}, f, protocol=2)
+    for folder, archive in ((binary, "cifar-10-binary.tar.gz"), (python, "cifar-10-python.tar.gz")):
+        with tarfile.open(tmp_path / archive, "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+    return tmp_path, {k: np.concatenate(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("where", ["cifar-10-binary.tar.gz", "cifar-10-python.tar.gz",
+                                   "cifar-10-batches-bin", "cifar-10-batches-py"])
+def test_official_cifar_archives_and_folders(cifar_archives, where):
+    root, expected = cifar_archives
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(data.read_cifar(str(root / where), split), expected[split])
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(root / where), batch_size=4, augment=False)
+    gray, colour = batches(cfg, "test")[0]
+    assert gray.shape == (2, 32, 32, 1) and colour.shape == (2, 32, 32, 3)
+    assert len(batches(cfg, "train")) == 2  # 10 images, full batches of 4
+
+
+def test_hostile_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
+    with pytest.raises(data.DataError, match="refusing to load posix.system|refusing to load os.system"):
+        data.read_cifar(str(folder), "test")
+    assert not marker.exists()
+
+
+def test_corrupt_cifar_binary_is_a_clear_error(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(data.DataError, match="not a multiple of 3073"):
+        data.read_cifar(str(folder), "test")
+
+
+# ---- image folders ------------------------------------------------------------------------------
+
+def test_shared_cifar_jpeg_folder(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=16)
+    assert data.load_source(cfg.dataset, cfg.dataset_path, "test").size == 10000
+    ds = data.make_dataset(cfg, "train").take(2)
+    for gray, colour in ds:
+        assert gray.shape == (16, 32, 32, 1) and colour.shape == (16, 32, 32, 3)
+        assert -1 <= gray.numpy().min() and colour.numpy().max() <= 1
+
+
+def test_same_seed_same_batches_and_epochs_differ(tmp_path):
+    for i in range(40):
+        Image.fromarray(colourful(i, 40, 48)).save(tmp_path / f"{i:02d}.png")
+    cfg = config.make_config(dataset="folder", dataset_path=str(tmp_path), batch_size=8, image_size=32)
+    first, again = batches(cfg), batches(cfg)
+    assert len(first) == 4  # 36 training images (a tenth held out for test), full batches only
+    for (g1, c1), (g2, c2) in zip(first, again):
+        np.testing.assert_array_equal(c1, c2)
+    other_epoch = batches(cfg, epoch=1)
+    assert not np.array_equal(first[0][1], other_epoch[0][1])
+    other_seed = batches(config.make_config(cfg.__dict__ | {"seed": 1}))
+    assert not np.array_equal(first[0][1], other_seed[0][1])
+    test = batches(cfg, "test")
+    assert sum(len(g) for g, _ in test) == 4  # the held-out tenth, last batch kept
+    np.testing.assert_array_equal(test[0][1], batches(cfg, "test", epoch=3)[0][1])  # no randomness
+
+
+def test_train_test_subfolders_with_classes(tmp_path):
+    for split, n in (("train", 6), ("test", 3)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(colourful(i)).save(tmp_path / split / cls / f"{i}.jpg")
+    cfg = config.make_config(dataset="folder", dataset_path=str(tmp_path), batch_size=4, image_size=32)
+    assert data.load_source(cfg.dataset, cfg.dataset_path, "train").size == 12
+    assert data.load_source(cfg.dataset, cfg.dataset_path, "test").size == 6
+
+
+def write_png16(path, rgb16):
+    """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """Awkward but valid images, and broken files, all named like images."""
+    z = tmp_path / "zoo"
+    z.mkdir()
+    base = colourful(0, 48, 64)
+    Image.fromarray(base).save(z / "plain.jpg", quality=95)
+    Image.fromarray(smooth(48, 64)).convert("CMYK").save(z / "cmyk.jpg", quality=95)
+    write_png16(z / "sixteen.png", base.astype(np.uint16) * 257)
+    Image.fromarray(np.dstack([base, np.full(base.shape[:2], 255, np.uint8)])).save(z / "rgba.png")
+    Image.fromarray(base).quantize(64).save(z / "palette.png")
+    Image.fromarray(base).save(z / "anim.gif")
+    Image.fromarray(base).save(z / "plain.bmp")
+    Image.fromarray(colourful(1, 1, 1)).save(z / "one_pixel.png")
+    Image.fromarray(colourful(2, 8, 400)).save(z / "strip.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise
+    Image.fromarray(colourful(3, 20, 40)).save(z / "rotated.jpg", exif=exif)
+    Image.fromarray(base[..., 0]).save(z / "gray.jpg")  # a grayscale file: skipped, counted
+    Image.fromarray(np.dstack([base[..., 1]] * 3)).save(z / "gray_rgb.png")  # gray stored as RGB
+    buffer = io.BytesIO()
+    Image.fromarray(base).save(buffer, "JPEG")
+    (z / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (z / "empty.png").write_bytes(b"")
+    (z / "notes.jpg").write_text("this is not an image")
+    (z / "readme.txt").write_text("not an image and not named like one: ignored")
+    return z
+
+
+def test_read_image_converts_everything_to_8bit_rgb(zoo):
+    for name in ("cmyk.jpg", "sixteen.png", "rgba.png", "palette.png", "anim.gif", "plain.bmp"):
+        rgb = images.read_image(str(zoo / name))
+        assert rgb.dtype == np.uint8 and rgb.shape == (48, 64, 3), name
+    np.testing.assert_array_equal(images.read_image(str(zoo / "sixteen.png")), colourful(0, 48, 64))
+    np.testing.assert_array_equal(images.read_image(str(zoo / "rgba.png")), colourful(0, 48, 64))
+    assert np.abs(images.read_image(str(zoo / "cmyk.jpg")).astype(int) - smooth(48, 64)).mean() < 4
+    assert images.read_image(str(zoo / "rotated.jpg")).shape == (40, 20, 3)  # EXIF orientation honoured
+    assert images.read_image(str(zoo / "gray.jpg")).shape == (48, 64, 3)
+    assert images.read_image(str(zoo / "one_pixel.png"), 32).shape == (32, 32, 3)
+    assert images.read_image(str(zoo / "strip.png"), 32).shape == (32, 32 * images.MAX_ASPECT, 3)
+    for name in ("truncated.jpg", "empty.png", "notes.jpg"):
+        with pytest.raises(images.ImageError, match=name):
+            images.read_image(str(zoo / name))
+
+
+def test_bad_files_are_skipped_and_counted(zoo):
+    (zoo / "train").mkdir(), (zoo / "test").mkdir()
+    for f in zoo.glob("*.*"):
+        shutil.copy(f, zoo / "train" / f.name)
+    Image.fromarray(colourful(9)).save(zoo / "test" / "ok.png")
+    cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=1, image_size=32)
+    skipped = data.Skipped()
+    seen = batches(cfg, "train", skipped=skipped)
+    assert len(seen) == 10  # the 10 readable colour images, whatever their kind
+    assert all(c.shape == (1, 32, 32, 3) for _, c in seen)
+    assert skipped.gray == 2
+    assert sorted(e.split(":")[0].rsplit("/", 1)[1] for e in skipped.unreadable) == \
+        ["empty.png", "notes.jpg", "truncated.jpg"]
+    assert "2 grayscale and 3 unreadable" in str(skipped)
+
+
+def test_empty_and_all_bad_sources_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="no images"):
+        data.load_source("folder", str(tmp_path / "empty"), "train")
+    with pytest.raises(data.DataError, match="no such file"):
+        data.load_source("folder", str(tmp_path / "missing"), "train")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"{i}.jpg").write_bytes(b"garbage")
+    cfg = config.make_config(dataset="folder", dataset_path=str(bad), batch_size=2, image_size=32)
+    skipped = data.Skipped()
+    n = len(batches(cfg, "train", skipped=skipped))
+    with pytest.raises(data.DataError, match="no usable batch.*3 unreadable"):
+        data.check_not_empty(n, skipped, cfg, "train")
+    with pytest.raises(data.DataError, match="needs --dataset-path"):
+        data.load_source("folder", "", "train")
+
+
+def test_cbsd68_photos_at_256(shared_data):
+    cfg = config.make_config(dataset="folder", dataset_path=str(shared_data / "cbsd68"), batch_size=4)
+    gray, colour = next(iter(data.make_dataset(cfg, "train")))
+    assert gray.shape == (4, 256, 256, 1) and colour.shape == (4, 256, 256, 3)
+
+
+# ---- Places365 layout and TFDS ------------------------------------------------------------------
+
+def test_places_layout_and_file_list_cache(tmp_path):
+    for cls in ("a/abbey", "b/beach"):
+        (tmp_path / "data_256" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(colourful(i, 64, 64)).save(tmp_path / "data_256" / cls / f"{i:08d}.jpg")
+    (tmp_path / "val_256").mkdir()
+    for i in range(2):
+        Image.fromarray(colourful(i, 64, 64)).save(tmp_path / "val_256" / f"Places365_val_{i:08d}.jpg")
+    assert len(data._places_paths(str(tmp_path), "train")) == 6
+    assert len(data._places_paths(str(tmp_path), "test")) == 2
+    flist = tmp_path / "train.flist"
+    assert flist.read_text().splitlines()[0] == "data_256/a/abbey/00000000.jpg"
+    old = time.time() - 100  # a cache written before the next change to the folder
+    os.utime(flist, (old, old))
+    for folder, _, _ in os.walk(tmp_path / "data_256"):
+        os.utime(folder, (old - 10, old - 10))
+    assert data._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
+    Image.fromarray(colourful(5, 64, 64)).save(tmp_path / "data_256" / "b" / "beach" / "extra.jpg")
+    assert not data._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
+    assert len(data._places_paths(str(tmp_path), "train")) == 7
+    cfg = config.make_config(dataset="places365", dataset_path=str(tmp_path), batch_size=2, image_size=64)
+    gray, colour = batches(cfg, "test")[0]
+    assert colour.shape == (2, 64, 64, 3)
+
+
+def test_tfds_offline_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.chdir(tmp_path)  # no ./datasets/cifar10 here
+    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "cifar10", "cifar.invalid")  # never resolves, online or not
+    start = time.time()
+    with pytest.raises(data.DataError) as error:
+        data.load_source("cifar10", "", "train")
+    assert time.time() - start < 30
+    assert "offline" in str(error.value) and "--dataset-path" in str(error.value)
+    assert "cifar-10-binary.tar.gz" in str(error.value)
+
+
+def test_stream_sources_go_through_the_same_pipeline(monkeypatch):
+    """TFDS places365_small streams 256x256 images; exercise that path with an in-memory stream."""
+    pixels = np.stack([colourful(i, 40, 40) for i in range(6)] + [np.full((40, 40, 3), 128, np.uint8)])
+    import tensorflow as tf
+    source = data.Source("stream", len(pixels), stream=lambda: tf.data.Dataset.from_tensor_slices(pixels))
+    monkeypatch.setattr(data, "load_source", lambda *args: source)
+    cfg = config.make_config(dataset="places365", batch_size=3, image_size=32)
+    skipped = data.Skipped()
+    got = batches(cfg, "train", skipped=skipped)
+    assert len(got) == 2 and got[0][1].shape == (3, 32, 32, 3) and skipped.gray == 1

@@ -1,0 +1,91 @@
+"""Shape, size and behaviour checks of the generator and discriminator."""
+import colorgan  # noqa: F401  (before TensorFlow)
+import keras
+import numpy as np
+import pytest
+
+from colorgan.models import build_discriminator, build_generator, total_stride
+
+
+def n_trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def gray(bs, h, w, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (bs, h, w, 1)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return build_generator("cifar10")
+
+
+@pytest.fixture(scope="module")
+def disc():
+    return build_discriminator("cifar10")
+
+
+@pytest.fixture
+def bf16_policy():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_parameter_counts_match_authors(gen, disc):
+    # the authors' TF1 trainable-variable counts; count_params() adds the BatchNorm moving
+    # mean and variance (2 per channel: 2,432 channels in G, 896 in D)
+    assert n_trainable(gen) == 16_654_851
+    assert gen.count_params() == 16_654_851 + 2 * 2_432
+    assert n_trainable(disc) == 2_767_553
+    assert disc.count_params() == 2_767_553 + 2 * 896
+
+
+def test_total_stride():
+    assert total_stride("cifar10") == 16
+    assert total_stride("places365") == total_stride("folder") == 128
+    with pytest.raises(ValueError):
+        total_stride("mnist")
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (64, 48)])
+def test_fully_convolutional_shapes(gen, disc, h, w):
+    assert gen(gray(2, h, w)).shape == (2, h, w, 3)
+    assert disc(np.zeros((2, h, w, 4), "float32")).shape == (2, h // 8, w // 8, 1)
+
+
+def test_out_channels():
+    assert build_generator("cifar10", out_channels=2)(gray(1, 16, 16)).shape == (1, 16, 16, 2)
+
+
+def test_places365_generator():
+    g = build_generator("places365")
+    # its 7 stride-2 layers need H, W divisible by 128 (the authors train on 256x256)
+    assert g(gray(1, 128, 128)).shape == (1, 128, 128, 3)
+    assert build_generator("folder").count_params() == g.count_params()
+    assert build_discriminator("places365").count_params() == build_discriminator("cifar10").count_params()
+
+
+def test_mixed_precision_outputs_float32(bf16_policy):
+    g, d = build_generator("cifar10"), build_discriminator("cifar10")
+    assert g.get_layer("enc1").compute_dtype == "bfloat16"  # the policy did apply
+    y = g(gray(2, 32, 32), training=True)
+    assert y.dtype == "float32"
+    y = keras.ops.convert_to_numpy(y)
+    assert y.min() >= -1.0 and y.max() <= 1.0
+    assert d(np.concatenate([gray(2, 32, 32), y], axis=-1)).dtype == "float32"
+
+
+def test_dropout_only_in_training(gen):
+    x = gray(2, 32, 32)
+    a, b = (keras.ops.convert_to_numpy(gen(x, training=True)) for _ in range(2))
+    assert not np.allclose(a, b)
+    c, d = (keras.ops.convert_to_numpy(gen(x, training=False)) for _ in range(2))
+    np.testing.assert_array_equal(c, d)
+
+
+def test_sync_batchnorm_flag():
+    g = build_generator("cifar10", sync_batchnorm=True)
+    assert all(l.synchronized for l in g.layers if isinstance(l, keras.layers.BatchNormalization))
