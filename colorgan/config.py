@@ -35,6 +35,13 @@ class Config:
     lr_decay_rate: float = _opt(0.1, "learning-rate decay factor per --lr-decay-steps")
     lr_decay_steps: float = _opt(1e4, "steps over which the learning rate decays by --lr-decay-rate")
     beta1: float = _opt(0.0, "Adam beta_1 momentum term")
+    generator_output: str = _opt("lab", "generator predicts L, a, b (the authors) or a, b with the input's L",
+                                 choices=("lab", "ab"))
+    mixed_precision: str = _opt("auto", "auto: float16 with loss scaling on a GPU, off on CPU",
+                                choices=("auto", "off", "float16", "bfloat16"))
+    jit_compile: bool = _opt(False, "compile the train step with XLA (slower on CPU, see bench/README.md)")
+    sync_batchnorm: bool = _opt(False, "synchronise BatchNorm statistics across devices")
+    keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep")
     l1_weight: float = _opt(100.0, "weight of the L1 loss in the generator loss")
     augment: bool = _opt(True, "random crop and horizontal flip of training images")
     label_smoothing: bool = _opt(False, "one-sided label smoothing (real labels 0.9)")
@@ -107,9 +114,11 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     if dataset not in PRESETS:
         raise UserError(f"unknown dataset {dataset!r}: choose from {sorted(PRESETS)}")
     config = Config(**{**PRESETS[dataset], **given})
-    for name in ("batch_size", "image_size", "epochs", "sample_size"):
+    for name in ("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval"):
         if getattr(config, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.generator_output == "ab" and config.color_space != "lab":
+        raise UserError("--generator-output ab needs --color-space lab")
     return config
 
 

@@ -88,3 +88,12 @@ def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_bat
     logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT,
                            dtype="float32", name="logits")(x)  # (bs, H/8, W/8, 1)
     return keras.Model(image, logits, name=f"discriminator_{dataset}")
+
+
+def colorize(generator: keras.Model, gray, generator_output: str = "lab", training: bool = False):
+    """Full colour image (bs, H, W, 3) in [-1, 1] from gray (bs, H, W, 1): with generator_output "ab"
+    the generator predicts only a and b and the input's own L channel is kept."""
+    out = generator(gray, training=training)
+    if generator_output == "ab":
+        return keras.ops.concatenate([keras.ops.cast(gray, out.dtype), out], axis=-1)
+    return out

@@ -1,0 +1,52 @@
+"""Pictures people look at: sample grids and training curves, written with matplotlib."""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on machines without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)  # a viewer never sees a half-written file
+    return path
+
+
+def sample_grid(gray, real, fake, path: str, title: str = "") -> str:
+    """One row per image: gray input | original | colourised (uint8 or float [0, 1] arrays)."""
+    n = len(gray)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n + 0.4), squeeze=False)
+    for row in range(n):
+        for col, (image, name) in enumerate(((gray[row], "gray"), (real[row], "original"),
+                                             (fake[row], "colourised"))):
+            ax = axes[row, col]
+            ax.imshow(np.squeeze(image), cmap="gray" if col == 0 else None, vmin=0,
+                      vmax=255 if np.asarray(image).dtype == np.uint8 else 1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def training_curves(history_path: str, path: str) -> str:
+    """Losses and accuracy from history.jsonl: training lines and validation points."""
+    rows = [json.loads(line) for line in open(history_path) if line.strip()]
+    panels = (("disc_loss", "discriminator loss"), ("gen_gan", "generator GAN loss"),
+              ("gen_l1", "generator L1 loss"), ("accuracy", "accuracy (paper's eps)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (key, name) in zip(axes, panels):
+        for split, style in (("train", "-"), ("test", "o-")):
+            points = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
+            if points:
+                ax.plot(*zip(*points), style, label=split, markersize=4)
+        ax.set_title(name), ax.set_xlabel("step"), ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return save_figure(fig, path)

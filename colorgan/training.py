@@ -1,0 +1,374 @@
+"""The training loop: one discriminator then two generator updates per iteration, as the authors do.
+
+A custom GradientTape step under tf.distribute (one device, several GPUs, or several machines),
+with mixed precision on GPUs, checkpoints that resume at exactly the next batch, and the things a
+person watches: a progress line, TensorBoard, sample grids, validation and training curves.
+"""
+import json
+import math
+import os
+import signal
+import time
+
+import numpy as np
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import keras
+import tensorflow as tf
+
+from colorgan import color, data, losses, metrics, models, plots
+from colorgan.config import Config, UserError, differences, load_config
+
+METRICS = ("disc_loss", "disc_real", "disc_fake", "gen_loss", "gen_gan", "gen_l1", "accuracy")
+ARCHITECTURE = ("dataset", "color_space", "generator_output")  # a checkpoint only fits these
+
+
+class TrainingError(UserError):
+    """Training cannot go on: a NaN loss, or a checkpoint that does not fit."""
+
+
+def make_strategy() -> tf.distribute.Strategy:
+    """Several machines when TF_CONFIG says so, all local GPUs when there are several, else one device."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def precision_policy(config: Config) -> str:
+    """Keras dtype policy: float16 with loss scaling on GPUs by default; float32 on CPU, where
+    reduced precision is slower (../shared/STACK_NOTES.md)."""
+    choice = config.mixed_precision
+    if choice == "auto":
+        choice = "float16" if tf.config.list_logical_devices("GPU") else "off"
+    return {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[choice]
+
+
+def learning_rate(config: Config, step, scale: float = 1.0):
+    """lr * rate^(step / decay_steps), floored at 1e-6, as the authors decay it."""
+    lr = config.lr * scale
+    if not config.lr_decay:
+        return tf.constant(lr, tf.float32)
+    decayed = lr * tf.pow(config.lr_decay_rate, tf.cast(step, tf.float32) / config.lr_decay_steps)
+    return tf.maximum(1e-6, decayed)
+
+
+class Run:
+    """Models, optimisers and counters of one run, built under the strategy's scope."""
+
+    def __init__(self, config: Config, strategy: tf.distribute.Strategy):
+        self.config, self.strategy = config, strategy
+        policy = precision_policy(config)
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(config.seed)
+        out_channels = 2 if config.generator_output == "ab" else 3
+        with strategy.scope():
+            self.generator = models.build_generator(config.dataset, out_channels, config.sync_batchnorm)
+            self.discriminator = models.build_discriminator(config.dataset, 4, config.sync_batchnorm)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
+            self.disc_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
+            if policy == "mixed_float16":
+                self.gen_opt = keras.optimizers.LossScaleOptimizer(self.gen_opt)
+                self.disc_opt = keras.optimizers.LossScaleOptimizer(self.disc_opt)
+            # Built before the step is traced: otherwise the first loss scale is baked into the graph.
+            self.gen_opt.build(self.generator.trainable_variables)
+            self.disc_opt.build(self.discriminator.trainable_variables)
+        # Dropout's seed state is not part of the model's checkpoint: save it too, so a resumed run
+        # draws the same dropout masks as an uninterrupted one.
+        self.rng = [layer.seed_generator.state for layer in self.generator.layers
+                    if isinstance(layer, keras.layers.Dropout)]
+        self.policy = policy
+
+    def state(self, **extra) -> dict:
+        return dict(generator=self.generator, discriminator=self.discriminator, gen_opt=self.gen_opt,
+                    disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, rng=self.rng, **extra)
+
+    def replica_step(self, gray, colour):
+        """One iteration on one replica: D once, then G twice. Returns the metrics as scalars."""
+        config, G, D = self.config, self.generator, self.discriminator
+        global_batch = config.batch_size
+
+        with tf.GradientTape() as tape:
+            fake = models.colorize(G, gray, config.generator_output, training=True)  # (bs, H, W, 3)
+            real_logits = D(tf.concat([gray, colour], -1), training=True)  # (bs, H/8, W/8, 1)
+            fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
+            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, global_batch)
+            scaled = self.disc_opt.scale_loss(disc["total"])
+        grads = tape.gradient(scaled, D.trainable_variables)
+        self.disc_opt.apply_gradients(zip(grads, D.trainable_variables))
+
+        for _ in range(2):  # the authors update G twice so that D does not win too early
+            with tf.GradientTape() as tape:
+                fake = models.colorize(G, gray, config.generator_output, training=True)
+                fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
+                gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, global_batch)
+                scaled = self.gen_opt.scale_loss(gen["total"])
+            grads = tape.gradient(scaled, G.trainable_variables)
+            self.gen_opt.apply_gradients(zip(grads, G.trainable_variables))
+
+        replicas = self.strategy.num_replicas_in_sync  # accuracy is a mean: sum / replicas after reduce
+        accuracy = metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh) / replicas
+        return dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
+                    gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"], accuracy=accuracy)
+
+    def replica_eval(self, gray, colour):
+        """Losses and accuracy on one batch with BatchNorm in inference mode and no dropout."""
+        config, G, D = self.config, self.generator, self.discriminator
+        fake = models.colorize(G, gray, config.generator_output, training=False)
+        real_logits = D(tf.concat([gray, colour], -1), training=False)
+        fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=False)
+        disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing)
+        gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight)
+        n = tf.cast(tf.shape(gray)[0], tf.float32)
+        values = dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
+                      gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"],
+                      accuracy=metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh))
+        return {k: v * n for k, v in values.items()} | {"count": n}  # sums: batches may differ in size
+
+    def compile(self):
+        """tf.functions that run a step on every replica and reduce the results."""
+        def distributed(fn):
+            def run(batch):
+                results = self.strategy.run(fn, args=batch)
+                return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in results.items()}
+            return tf.function(run, jit_compile=self.config.jit_compile or None)
+        self.train_step = distributed(self.replica_step)
+        self.eval_step = distributed(self.replica_eval)
+
+
+# ------------------------------------------------------------------------------------------------
+
+class Stop:
+    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_config(config: Config, run_dir: str) -> None:
+    """Refuse a run folder of another architecture; say which settings changed on resume."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        previous = load_config(path)
+    except (ValueError, TypeError) as error:
+        raise TrainingError(f"{path}: unreadable config ({error})") from None
+    changed = differences(previous, config)
+    clash = {k: v for k, v in changed.items() if k in ARCHITECTURE}
+    if clash:
+        flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+        raise TrainingError(f"{run_dir} holds a run with {', '.join(f'{flag(k)} {old}' for k, (old, _) in clash.items())}; "
+                            f"this command asks for {', '.join(f'{flag(k)} {new}' for k, (_, new) in clash.items())}. "
+                            "Use another --name, or the same settings to resume.")
+    if changed:
+        print("resuming with changed settings: " +
+              ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
+    """Restore the checkpoint's objects from path, or fail with a message that names the path."""
+    try:
+        status = checkpoint.read(path).assert_existing_objects_matched()
+        if partial:
+            status.expect_partial()
+    except Exception as error:  # TF raises many kinds on a corrupt or foreign file
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"cannot restore checkpoint {path}: it is corrupt or of another architecture "
+                            f"({first})") from None
+
+
+def latest_epoch(path: str) -> int:
+    try:
+        return int(tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    except Exception as error:
+        raise TrainingError(f"cannot read checkpoint {path}: {str(error).splitlines()[0][:300]}") from None
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _append_history(run_dir: str, row: dict) -> None:
+    with open(os.path.join(run_dir, "history.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _is_chief() -> bool:
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = cluster.get("task", {})
+    return not cluster or task.get("type") in (None, "chief") or (
+        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
+
+
+def train(config: Config) -> str:
+    """Train (or resume) the run in config.run_dir; returns the path of the exported generator."""
+    strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    # Every worker writes checkpoints (saving is collective); only the chief's are kept.
+    run_dir = config.run_dir if _is_chief() else os.path.join(config.run_dir, f".worker-{os.getpid()}")
+    os.makedirs(run_dir, exist_ok=True)
+    _check_config(config, config.run_dir)
+    print(f"config: {config.to_json()}", flush=True)
+    for split in ("train", "test"):
+        print(data.describe(config, split))
+
+    run = Run(config, strategy)
+    run.compile()
+    distributed = strategy.num_replicas_in_sync > 1
+    print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy}, "
+          f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
+    latest = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    start_epoch = latest_epoch(latest) if latest else 0
+    if latest:  # everything but the data iterator, which is made per epoch below
+        restore(tf.train.Checkpoint(**run.state()), latest)
+        print(f"resumed from {latest} at step {int(run.step.numpy())}", flush=True)
+    config.save(run_dir)  # only now: a command that does not fit the run must not overwrite it
+
+    train_size = data.load_source(config.dataset, config.dataset_path, "train", config.seed).size
+    steps_per_epoch = max(1, train_size // config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
+    samples = next(iter(data.make_dataset(config, "test").unbatch().batch(config.sample_size)))
+    stop = Stop()
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            run.epoch.assign(epoch)
+            skipped = data.Skipped()
+            dataset = data.make_dataset(config, "train", epoch, skipped)
+            iterator = iter(strategy.experimental_distribute_dataset(dataset) if distributed else dataset)
+            # On one device the iterator is saved too: a resumed run continues with the very next batch.
+            checkpoint = tf.train.Checkpoint(**run.state(**({} if distributed else {"iterator": iterator})))
+            manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
+            if epoch == start_epoch and latest and not distributed:
+                restore(tf.train.Checkpoint(iterator=iterator), latest, partial=True)
+            elif epoch > start_epoch:  # the end of the previous epoch, saved with this epoch's fresh iterator
+                manager.save(checkpoint_number=int(run.step.numpy()))
+            if int(run.step.numpy()) >= total_steps:
+                break
+            if _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run_dir):
+                break
+            print(f"epoch {epoch + 1}/{config.epochs} done: {skipped}", flush=True)
+            if config.validate:
+                validate(run, run_dir, writer)
+        else:
+            if config.epochs > start_epoch:
+                run.epoch.assign(config.epochs)
+                manager.save(checkpoint_number=int(run.step.numpy()))
+    finally:
+        stop.restore()
+    return export(run, run_dir)
+
+
+def _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run_dir) -> bool:
+    """Steps until the epoch ends (False) or training must stop (True: max steps or a signal)."""
+    config = run.config
+    batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
+    for batch in iterator:
+        values = {k: float(v) for k, v in run.train_step(batch).items()}
+        step = int(run.step.assign_add(1).numpy())
+        batches += 1
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"step {step}: non-finite {', '.join(bad)}; stopped without saving this state. "
+                                f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
+        if batches == 1:  # the first step traces the graph: leave it out of images/s
+            window_start = time.perf_counter()
+        else:
+            window_images += config.batch_size
+        if step % config.log_interval == 0 or step == total_steps:
+            if window_images:
+                rate = window_images / (time.perf_counter() - window_start)
+                window_start, window_images = time.perf_counter(), 0
+            eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
+            print(f"epoch {int(run.epoch.numpy()) + 1}/{config.epochs} step {step}/{total_steps} | "
+                  f"D {values['disc_loss']:.3f} (real {values['disc_real']:.3f} fake {values['disc_fake']:.3f}) "
+                  f"G {values['gen_loss']:.3f} (gan {values['gen_gan']:.3f} L1 {values['gen_l1']:.4f}) "
+                  f"acc {values['accuracy']:.3f} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
+            with writer.as_default(step=step):
+                for k, v in values.items():
+                    tf.summary.scalar(f"train/{k}", v)
+            _append_history(run_dir, {"split": "train", "step": step, **values})
+        if step % config.sample_interval == 0:
+            write_samples(run, samples, run_dir, writer)
+        if config.validate and config.validate_interval and step % config.validate_interval == 0:
+            validate(run, run_dir, writer)
+        done = step >= total_steps or stop.signal is not None
+        if step % config.save_interval == 0 or done:
+            manager.save(checkpoint_number=step)
+        if done:
+            if stop.signal is None:
+                write_samples(run, samples, run_dir, writer)
+            print(f"stopped at step {step} ({stop.signal or 'max steps'}); checkpoint {manager.latest_checkpoint}")
+            return True
+    if batches == 0:
+        data.check_not_empty(0, data.Skipped(), config, "train")
+    return False
+
+
+def write_samples(run: Run, samples, run_dir: str, writer) -> str:
+    """A sample grid (gray | original | colourised) of fixed test images, as PNG and in TensorBoard."""
+    gray, colour = samples
+    fake = models.colorize(run.generator, gray, run.config.generator_output, training=False)
+    to_rgb = lambda x: color.to_uint8(color.postprocess(x, run.config.color_space)).numpy()  # noqa: E731
+    gray_rgb = color.to_uint8((tf.cast(gray, tf.float32) + 1) / 2).numpy()
+    step = int(run.step.numpy())
+    real, fake = to_rgb(colour), to_rgb(fake)
+    with writer.as_default(step=step):
+        tf.summary.image("samples", np.concatenate([np.repeat(gray_rgb, 3, -1), real, fake], axis=2),
+                         max_outputs=len(real))
+    return plots.sample_grid(gray_rgb, real, fake, os.path.join(run_dir, "samples", f"step_{step:07d}.png"),
+                             title=f"{run.config.name}, step {step}")
+
+
+def validate(run: Run, run_dir: str, writer) -> dict:
+    """Losses and accuracy over the whole test split; refreshes the training-curve PNG."""
+    config = run.config
+    dataset = data.make_dataset(config, "test")
+    if run.strategy.num_replicas_in_sync > 1:
+        dataset = run.strategy.experimental_distribute_dataset(dataset)
+    totals = {}
+    for batch in dataset:
+        for k, v in run.eval_step(batch).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    if not totals.get("count"):
+        return {}
+    values = {k: v / totals["count"] for k, v in totals.items() if k != "count"}
+    step = int(run.step.numpy())
+    print(f"validation at step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+    with writer.as_default(step=step):
+        for k, v in values.items():
+            tf.summary.scalar(f"test/{k}", v)
+    _append_history(run_dir, {"split": "test", "step": step, **values})
+    plots.training_curves(os.path.join(run_dir, "history.jsonl"), os.path.join(run_dir, "training_curves.png"))
+    return values
+
+
+def export(run: Run, run_dir: str) -> str:
+    """Save the generator as a .keras file (colourisation loads it with config.json beside it)."""
+    path = os.path.join(run_dir, "generator.keras")
+    run.generator.save(path + ".tmp.keras")
+    os.replace(path + ".tmp.keras", path)
+    print(f"generator exported to {path}")
+    return path

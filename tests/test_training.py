@@ -1,0 +1,212 @@
+"""Real training steps on tiny data: learning, exact resume after SIGKILL, NaN stop, bad checkpoints,
+bfloat16, two devices versus one, and two worker processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras
+import tensorflow as tf
+
+from colorgan import config, data, models, training
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """32 train and 8 test colour images of 32x32, written as PNG files."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 32), ("test", 8)):
+        (root / split).mkdir()
+        for i in range(n):
+            y, x = np.mgrid[0:32, 0:32]
+            base = rng.integers(0, 256, 3)
+            image = (base + np.dstack([x * 4, y * 4, (x + y) * 2])) % 256
+            Image.fromarray(image.astype(np.uint8)).save(root / split / f"{i:03d}.png")
+    return root
+
+
+def tiny_args(folder, run_dir, *extra):
+    return ["--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(run_dir),
+            "--name", "run", "--batch-size", "4", "--sample-size", "2", "--log-interval", "1",
+            "--save-interval", "1", "--sample-interval", "1000", "--validate", "false", *extra]
+
+
+def train_process(args, **kwargs):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def run_to_end(args, timeout=300):
+    process = train_process(args)
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out
+    return out
+
+
+def generator_weights(run_dir):
+    model = keras.saving.load_model(os.path.join(run_dir, "run", "generator.keras"), compile=False)
+    return [w.numpy() for w in model.weights]
+
+
+def test_a_few_real_steps_lower_the_l1_loss(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=8)
+    run = training.Run(cfg, tf.distribute.get_strategy())
+    run.compile()
+    batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+    l1 = [run.train_step(batch)["gen_l1"].numpy() for _ in range(6)]
+    assert l1[-1] < 0.8 * l1[0], l1
+
+
+def test_train_py_writes_everything_and_resumes(tiny_folder, tmp_path):
+    out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "3", "--sample-interval", "3"))
+    run_dir = tmp_path / "run"
+    assert "step 3/3" in out and "img/s" in out and "ETA" in out
+    for name in ("config.json", "generator.keras", "history.jsonl", "samples/step_0000003.png"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+    assert json.load(open(run_dir / "config.json"))["max_steps"] == 3
+    out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "5", "--validate", "true"))
+    assert "resumed from" in out and "at step 3" in out and "step 4/5" in out and "step 5/5" in out
+    assert "max_steps 3 -> 5" in out
+    rows = [json.loads(line) for line in open(run_dir / "history.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5]
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
+    # 32 images / batch 4 = 8 steps an epoch: 12 steps cross an epoch end after the kill.
+    steps = ["--max-steps", "12", "--epochs", "2"]
+    run_to_end(tiny_args(tiny_folder, tmp_path / "a", *steps))
+    run_to_end(tiny_args(tiny_folder, tmp_path / "b", *steps))  # measures run-to-run noise
+    process = train_process(tiny_args(tiny_folder, tmp_path / "c", *steps))
+    for line in process.stdout:
+        if "step 5/12" in line:  # step 4's checkpoint is complete; step 5's may be half-written
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    out = run_to_end(tiny_args(tiny_folder, tmp_path / "c", *steps))
+    assert "resumed from" in out and "step 12/12" in out
+    a, b, c = (generator_weights(tmp_path / k) for k in "abc")
+    noise = max(np.abs(x - y).max() for x, y in zip(a, b))
+    resumed = max(np.abs(x - y).max() for x, y in zip(a, c))
+    assert resumed <= max(10 * noise, 1e-5), (resumed, noise)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path):
+    training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+    with pytest.raises(training.TrainingError, match=r"step 3: non-finite .*gen_loss.*ckpt-2"):
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "4",
+                                                   "--l1-weight", "nan")))
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
+    training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
+    run_dir = tmp_path / "run"
+    with pytest.raises(training.TrainingError, match=r"--generator-output lab.*--generator-output ab"):
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
+                                                   "--generator-output", "ab")))
+    os.remove(run_dir / "config.json")  # no config to compare: the checkpoint itself must not fit
+    with pytest.raises(training.TrainingError, match=f"cannot restore checkpoint {run_dir}.*ckpt-1"):
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
+                                                   "--generator-output", "ab")))
+    for path in (run_dir / "checkpoints").glob("ckpt-1.data-*"):
+        path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(training.TrainingError, match=f"{run_dir}.*ckpt-1"):
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+
+
+def test_bfloat16_step_on_cpu(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4,
+                             mixed_precision="bfloat16")
+    try:
+        run = training.Run(cfg, tf.distribute.get_strategy())
+        run.compile()
+        values = run.train_step(next(iter(data.make_dataset(cfg, "train"))))
+        assert all(np.isfinite(v.numpy()) for v in values.values())
+        assert run.generator.get_layer("enc1").compute_dtype == "bfloat16"
+        assert run.generator.get_layer("enc1").variable_dtype == "float32"
+        assert run.generator.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+TWO_DEVICES = r"""
+import sys, numpy as np
+import colorgan, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from colorgan import config, models, training
+# Dropout draws per-replica masks, which cannot match one device's: compare the update without it.
+models._DECODER["cifar10"] = [(f, 0.0) for f, _ in models._DECODER["cifar10"]]
+cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True)
+rng = np.random.default_rng(0)
+gray = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 1)), tf.float32)
+colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
+before, after, losses = [], [], []
+for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    run = training.Run(cfg, strategy)
+    run.compile()
+    # The first update of an iteration is the discriminator's; the generator's two come after it.
+    # Conv biases feeding BatchNorm have a zero gradient in exact arithmetic, so their Adam steps
+    # are lr * sign(rounding noise) on any device: compare the kernels.
+    kernels = [v for v in run.discriminator.trainable_variables if "kernel" in v.path]
+    before.append([v.numpy() for v in kernels])
+    batch = (gray, colour)
+    if strategy.num_replicas_in_sync > 1:
+        batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+    losses.append({k: float(v) for k, v in run.train_step(batch).items()})
+    after.append([v.numpy() for v in kernels])
+    print(strategy.num_replicas_in_sync, losses[-1])
+assert all(np.array_equal(a, b) for a, b in zip(*before)), "both start from the same weights"
+for k in losses[0]:
+    assert abs(losses[0][k] - losses[1][k]) <= 1e-4 * max(1.0, abs(losses[0][k])), k
+update = np.mean(np.concatenate([np.abs(a - b).ravel() for a, b in zip(after[0], before[0])]))
+difference = np.mean(np.concatenate([np.abs(a - b).ravel() for a, b in zip(*after)]))
+print("mean update", update, "mean difference", difference)
+sys.exit(0 if difference < 1e-4 * update else 1)
+"""
+
+
+def test_two_logical_devices_give_the_same_update_as_one():
+    result = subprocess.run([sys.executable, "-c", TWO_DEVICES], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "2 {" in result.stdout and "1 {" in result.stdout
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_worker_processes_train_together(tiny_folder, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "train.py", *tiny_args(tiny_folder, tmp_path, "--max-steps", "2")],
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out[-4000:]
+    assert "2 replica(s)" in outputs[0] and "step 2/2" in outputs[0]
+    assert (tmp_path / "run" / "generator.keras").exists()
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
