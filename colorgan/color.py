@@ -29,6 +29,22 @@ def lab_to_rgb(lab):
     return tf.clip_by_value(rgb, 0.0, 1.0)
 
 
+_XYZ_TO_LINEAR_RGB = tf.constant([[3.2404542, -0.9692660, 0.0556434],
+                                  [-1.5371385, 1.8760108, -0.2040259],
+                                  [-0.4985314, 0.0415560, 1.0572252]])  # sRGB, D65 (as skimage)
+
+
+def lab_to_linear_rgb(lab):
+    """CIELAB -> linear sRGB without clipping: values outside [0, 1] mark out-of-gamut colours
+    (tensorflow-io's lab_to_rgb clips, which hides them)."""
+    L, a, b = tf.unstack(tf.convert_to_tensor(lab, tf.float32), axis=-1)
+    fy = (L + 16.0) / 116.0
+    f = tf.stack([fy + a / 500.0, fy, fy - b / 200.0], axis=-1)
+    xyz = tf.where(f > 6.0 / 29.0, f ** 3, (f - 16.0 / 116.0) * 3 * (6.0 / 29.0) ** 2)
+    xyz = xyz * tf.constant([0.95047, 1.0, 1.08883])
+    return tf.tensordot(xyz, _XYZ_TO_LINEAR_RGB, axes=1)
+
+
 def normalize_lab(lab):
     L, a, b = tf.unstack(lab, axis=-1)
     return tf.stack([L / L_SCALE - 1.0, a / AB_SCALE, b / AB_SCALE], axis=-1)

@@ -75,7 +75,7 @@ class Config:
 
 
 PRESETS = {
-    "cifar10": dict(batch_size=128, epochs=200, image_size=32, lr_decay_steps=1e4, augment=True),
+    "cifar10": dict(batch_size=128, epochs=200, image_size=32),  # and lr-decay-steps 1e4, augment: defaults
     "places365": dict(batch_size=16, epochs=10, image_size=256, label_smoothing=True),
     "folder": dict(batch_size=16, epochs=30, image_size=256),
 }

@@ -56,3 +56,10 @@ def test_json_round_trip_and_differences(tmp_path):
     assert config.differences(loaded, other) == {"lr": (1e-3, 2e-4)}
     with pytest.raises(Exception):
         c.lr = 1.0  # frozen: one source of truth
+
+
+def test_readme_documents_every_flag():
+    from tests.conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in config.FIELDS if f"`--{name.replace('_', '-')}`" not in readme]
+    assert not missing, f"flags missing from the README's table: {missing}"

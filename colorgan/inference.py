@@ -1,0 +1,115 @@
+"""Loading a trained generator and colourising with it (test_eval.py, test_turing.py)."""
+import os
+
+import numpy as np
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import keras
+import tensorflow as tf
+
+from colorgan import color, models
+from colorgan.config import Config, UserError, load_config
+
+
+def find_run(path: str, name: str = "") -> str:
+    """The run folder: path itself when it holds config.json, else path/name."""
+    for candidate in (path, os.path.join(path, name) if name else None):
+        if candidate and os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise UserError(f"no trained run in {path!r}{f' or {os.path.join(path, name)!r}' if name else ''}: "
+                    "expected the config.json and generator.keras that train.py writes")
+
+
+def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
+    """(generator, the run's config) from a run folder written by train.py.
+
+    Uses the exported generator.keras, or the latest checkpoint when the run was never exported.
+    """
+    run_dir = find_run(path, name)
+    config = load_config(os.path.join(run_dir, "config.json"))
+    exported = os.path.join(run_dir, "generator.keras")
+    out_channels = 2 if config.generator_output == "ab" else 3
+    try:
+        if os.path.isfile(exported):
+            generator = keras.saving.load_model(exported, compile=False)
+        else:
+            latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+            if not latest:
+                raise FileNotFoundError("neither generator.keras nor a checkpoint")
+            keras.mixed_precision.set_global_policy("float32")
+            generator = models.build_generator(config.dataset, out_channels)
+            tf.train.Checkpoint(generator=generator).read(latest).expect_partial().assert_existing_objects_matched()
+    except Exception as error:  # Keras and TF raise many kinds on a corrupt or foreign file
+        raise UserError(f"cannot load the generator of {run_dir}: {str(error).splitlines()[0][:300]}") from None
+    if generator.output_shape[-1] != out_channels or generator.input_shape[-1] != 1:
+        raise UserError(f"{run_dir}: the generator does not fit its config.json "
+                        f"(outputs {generator.output_shape[-1]} channels, config says {out_channels})")
+    return generator, config
+
+
+def colorize_batch(generator: keras.Model, config: Config, gray) -> tf.Tensor:
+    """Normalised L (bs, H, W, 1) -> sRGB float (bs, H, W, 3) in [0, 1], BatchNorm in inference mode."""
+    colour = models.colorize(generator, tf.convert_to_tensor(gray, tf.float32), config.generator_output,
+                             training=False)
+    return color.postprocess(colour, config.color_space)
+
+
+def gray_to_rgb(gray) -> np.ndarray:
+    """Normalised L (..., 1) -> the gray image as 8-bit RGB (what a person would see)."""
+    lab = tf.concat([tf.cast(gray, tf.float32), tf.zeros_like(gray, tf.float32), tf.zeros_like(gray, tf.float32)], -1)
+    return color.to_uint8(color.postprocess(lab, "lab")).numpy()
+
+
+MAX_RENDER_PIXELS = 1024 * 1024  # the generator's input at most: memory stays bounded for any photo
+STRIPE_ROWS = 256  # full-resolution colour conversion in stripes, for the same reason
+
+
+def _lab_stripes(fn, *arrays):
+    """Apply fn to row stripes of full-resolution arrays and stack the results."""
+    return np.concatenate([fn(*(a[i:i + STRIPE_ROWS] for a in arrays))
+                           for i in range(0, arrays[0].shape[0], STRIPE_ROWS)], axis=0)
+
+
+def fit_gamut(L, ab, iterations: int = 10):
+    """Lab -> sRGB in [0, 1], shrinking the chroma of out-of-gamut pixels (bisection on a and b
+    towards 0) instead of clipping R, G and B: clipping would change lightness and hue."""
+    L, ab = tf.convert_to_tensor(L, tf.float32), tf.convert_to_tensor(ab, tf.float32)
+
+    def inside(L, ab):
+        rgb = color.lab_to_linear_rgb(tf.concat([L, ab], -1))
+        return tf.reduce_all((rgb >= 0.0) & (rgb <= 1.0), axis=-1)
+
+    outside = tf.where(~inside(L, ab))  # (n, rank - 1) indices of the pixels to fix: usually few
+    if outside.shape[0]:
+        L_out, ab_out = tf.gather_nd(L, outside), tf.gather_nd(ab, outside)  # (n, 1), (n, 2)
+        low, high = tf.zeros_like(L_out), tf.ones_like(L_out)  # gray (k = 0) is always inside
+        for _ in range(iterations):
+            middle = (low + high) / 2
+            ok = inside(L_out, ab_out * middle)[:, None]
+            low, high = tf.where(ok, middle, low), tf.where(ok, high, middle)
+        ab = tf.tensor_scatter_nd_update(ab, outside, ab_out * low)
+    return color.lab_to_rgb(tf.concat([L, ab], -1))
+
+
+def colorize_image(generator: keras.Model, config: Config, rgb: np.ndarray, render_size: int = 0) -> np.ndarray:
+    """Colourise one photo of any size: uint8 RGB (H, W, 3) -> uint8 RGB (H, W, 3).
+
+    The output keeps the input's own full-resolution L channel; a and b come from the generator,
+    run on the gray image with its shorter side at render_size (0: at full resolution, up to
+    MAX_RENDER_PIXELS), padded by reflection to a multiple of the network's stride, and resized
+    back to full resolution.
+    """
+    h, w = rgb.shape[:2]
+    L = _lab_stripes(lambda x: color.rgb_to_lab(x.astype(np.float32) / 255.0).numpy()[..., :1], rgb)  # (H, W, 1)
+    scale = render_size / min(h, w) if render_size else min(1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
+    stride = models.total_stride(config.dataset)
+    size = (max(stride, round(h * scale)), max(stride, round(w * scale)))
+    gray = tf.image.resize(L[None] / color.L_SCALE - 1.0, size, antialias=True)  # (1, h', w', 1)
+    pad = [(0, 0), (0, -size[0] % stride), (0, -size[1] % stride), (0, 0)]
+    gray = tf.pad(gray, pad, mode="SYMMETRIC")  # size >= stride > padding: always valid
+    colour = models.colorize(generator, gray, config.generator_output, training=False)[:, :size[0], :size[1]]
+    if config.color_space == "rgb":  # an RGB generator's a, b: convert its output to Lab first
+        colour = color.normalize_lab(color.rgb_to_lab(color.postprocess(colour, "rgb")))
+    ab = tf.image.resize(tf.cast(colour[..., 1:], tf.float32) * color.AB_SCALE, (h, w))[0].numpy()  # (H, W, 2)
+    out = _lab_stripes(lambda l, a: color.to_uint8(fit_gamut(l, a)).numpy(), L, ab)
+    return out
