@@ -129,6 +129,13 @@ def parse_args(argv=None, description: str = "") -> Config:
     return make_config(vars(parser.parse_args(argv)))
 
 
+def split_flags(namespace: argparse.Namespace) -> tuple[dict, dict]:
+    """(config flags that were given, the other flags) of a parser made with add_config_flags."""
+    values = vars(namespace)
+    return ({k: v for k, v in values.items() if k in FIELDS},
+            {k: v for k, v in values.items() if k not in FIELDS})
+
+
 def load_config(path: str) -> Config:
     """Read a config.json written by Config.save; unknown keys from other versions are ignored."""
     with open(path) as f:

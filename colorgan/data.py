@@ -362,8 +362,10 @@ def _to_model_input(rgb, color_space):
     return color.preprocess(rgb, color_space)
 
 
-def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None) -> tf.data.Dataset:
-    """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split.
+def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
+                 with_rgb: bool = False) -> tf.data.Dataset:
+    """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
+    with the 8-bit sRGB images (bs, S, S, 3) as a third element when with_rgb.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
@@ -395,7 +397,8 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
     ds = ds.map(with_uniforms).batch(CHUNK).map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
     ds = ds.filter(lambda rgb, keep: keep).map(lambda rgb, _: rgb)
     ds = ds.batch(config.batch_size, drop_remainder=train)
-    ds = ds.map(functools.partial(_to_model_input, color_space=config.color_space), num_parallel_calls=AUTOTUNE)
+    to_input = functools.partial(_to_model_input, color_space=config.color_space)
+    ds = ds.map((lambda rgb: (*to_input(rgb), rgb)) if with_rgb else to_input, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 

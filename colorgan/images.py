@@ -101,3 +101,10 @@ def is_gray(rgb: np.ndarray, tolerance: int = 2) -> bool:
     """True when no pixel's channels differ by more than tolerance: a gray image stored as RGB."""
     r, g, b = (rgb[..., c].astype(np.int16) for c in range(3))  # faster than reducing the last axis
     return all(int(np.abs(x - y).max()) <= tolerance for x, y in ((r, g), (r, b), (g, b)))
+
+
+def write_png(rgb: np.ndarray, path: str) -> str:
+    """Write uint8 RGB as PNG atomically: a killed run leaves no half-written file behind."""
+    Image.fromarray(rgb).save(path + ".tmp", format="PNG")
+    os.replace(path + ".tmp", path)
+    return path

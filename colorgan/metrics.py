@@ -110,7 +110,7 @@ def ciede2000(lab1, lab2, kL=1.0, kC=1.0, kH=1.0):
     half_turn = 180.0 + 1e4 * float(np.finfo(dtype.as_numpy_dtype).eps)
     # Hue difference the short way round the circle; none if either colour is achromatic.
     dh_wrapped = tf.where(dh > half_turn, dh - 360.0, tf.where(dh < -half_turn, dh + 360.0, dh))
-    
+    dh_wrapped = tf.where(chromatic, dh_wrapped, zero)
     dL, dC = L2 - L1, c2p - c1p
     dH = 2.0 * tf.sqrt(c1p * c2p) * tf.sin(_rad(dh_wrapped) / 2.0)
 
@@ -144,12 +144,9 @@ def colourfulness(rgb):
     M = sigma_rgyb + 0.3 mu_rgyb with rg = R - G, yb = (R + G) / 2 - B (population std)."""
     R, G, B = tf.unstack(tf.cast(rgb, tf.float32), axis=-1)
     rg, yb = R - G, 0.5 * (R + G) - B
-    mean_rg, mean_yb = tf.reduce_mean(rg, axis=[-2, -1]), tf.reduce_mean(yb, axis=[-2, -1])
-    var_rg = tf.reduce_mean(tf.square(rg), axis=[-2, -1]) - mean_rg ** 2
-    var_yb = tf.reduce_mean(tf.square(yb), axis=[-2, -1]) - mean_yb ** 2
-    # Clamp the variances: E[x^2] - E[x]^2 can come out a hair below zero in float32.
-    sigma = tf.sqrt(tf.maximum(var_rg, 0.0) + tf.maximum(var_yb, 0.0))
-    return sigma + 0.3 * tf.sqrt(mean_rg ** 2 + mean_yb ** 2)
+    axes = [-2, -1]
+    sigma = tf.sqrt(tf.math.reduce_variance(rg, axes) + tf.math.reduce_variance(yb, axes))
+    return sigma + 0.3 * tf.sqrt(tf.reduce_mean(rg, axes) ** 2 + tf.reduce_mean(yb, axes) ** 2)
 
 
 def feature_stats(features):

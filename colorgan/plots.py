@@ -50,3 +50,15 @@ def training_curves(history_path: str, path: str) -> str:
     axes[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def delta_e_histogram(per_run: dict, path: str) -> str:
+    """Histogram of per-image mean CIEDE2000 for each run (lower is better)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    top = max(float(np.percentile(v, 99.5)) for v in per_run.values() if len(v))
+    for name, values in per_run.items():
+        ax.hist(values, bins=40, range=(0, max(top, 1e-6)), histtype="step", linewidth=1.5,
+                label=f"{name} (mean {np.mean(values):.2f})")
+    ax.set_xlabel("mean CIEDE2000 per image"), ax.set_ylabel("images"), ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)

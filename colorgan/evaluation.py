@@ -1,0 +1,207 @@
+"""test_eval.py: the paper's metrics and better ones over a whole test split, baselines side by side,
+and colourising your own photos at any resolution (the authors' test.py)."""
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import tensorflow as tf
+
+from colorgan import color, data, images, inference, metrics, plots
+from colorgan.config import UserError, add_config_flags, split_flags
+
+EPS_CURVE = (1, 2, 5, 10)
+DATA_FLAGS = ("dataset_path", "batch_size", "acc_thresh", "seed")  # may differ from the run's own
+COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in EPS_CURVE], ("ab_error_a", "|da|"),
+           ("ab_error_b", "|db|"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
+           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid", "FID")]
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_flags(parser)
+    parser.add_argument("--compare", nargs="+", default=[], metavar="DIR",
+                        help="more run folders to evaluate on the same images (a row each)")
+    parser.add_argument("--json", default="", help="write the table as JSON to this file")
+    parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval)")
+    parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
+    parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N test images")
+    parser.add_argument("--render-size", type=int, default=None,
+                        help="colourise photos with the generator at this shorter side, 0 for full "
+                             "resolution (default: the run's --image-size; see README)")
+    given, extra = split_flags(parser.parse_args(argv))
+    return given, argparse.Namespace(**extra)
+
+
+def main(argv=None) -> dict | list:
+    given, args = parse(argv)
+    checkpoints_path = given.get("checkpoints_path", "./checkpoints")
+    generator, run_config = inference.load_run(checkpoints_path, given.get("name", "CGAN"))
+    config = dataclasses.replace(run_config, **{k: given[k] for k in (*DATA_FLAGS, "test_input", "test_output")
+                                                if k in given})
+    if config.test_input:
+        render = config.image_size if args.render_size is None else args.render_size
+        return colorize_files(generator, config, config.test_input, config.test_output, render)
+    run_dir = inference.find_run(checkpoints_path, given.get("name", "CGAN"))
+    runs = [(os.path.basename(os.path.normpath(run_dir)), generator, run_config)]
+    for path in args.compare:
+        other, other_config = inference.load_run(path)
+        if (other_config.dataset, other_config.image_size) != (config.dataset, config.image_size):
+            raise UserError(f"{path} was trained on {other_config.dataset} at {other_config.image_size} px; "
+                            f"{run_dir} on {config.dataset} at {config.image_size} px: not comparable")
+        runs.append((os.path.basename(os.path.normpath(path)), other, other_config))
+    output = args.eval_output or os.path.join(run_dir, "eval")
+    fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
+    if not args.fid_weights:
+        print("note: FID needs local InceptionV3 weights (--fid-weights PATH); skipped")
+    report = evaluate(runs, config, output, args.max_images, fid)
+    print_table(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {args.json}")
+    return report
+
+
+def image_metrics(real, fake, acc_thresh: float) -> dict:
+    """Per-image metrics of one batch of 8-bit sRGB images (bs, H, W, 3)."""
+    curve = metrics.accuracy_curve(real, fake, (acc_thresh, *EPS_CURVE))
+    ab = np.asarray(metrics.ab_error(real, fake)).reshape(-1, 2)
+    values = {"acc": curve[acc_thresh], **{f"acc@{e}": curve[e] for e in EPS_CURVE},
+              "ab_error_a": ab[:, 0], "ab_error_b": ab[:, 1], "psnr": metrics.psnr(real, fake),
+              "ssim": metrics.ssim(real, fake), "delta_e": metrics.mean_delta_e(real, fake),
+              "colourfulness": metrics.colourfulness(fake)}
+    return {k: np.asarray(v, np.float64).reshape(-1) for k, v in values.items()}
+
+
+def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
+    """Every metric for each run and for the gray baseline over the test split (bounded memory)."""
+    names = [name for name, _, _ in runs] + ["gray baseline"]
+    per_image = {name: {} for name in names}
+    features = {name: [] for name in names + ["ground truth"]}
+    real_colourfulness, seen = [], 0
+    total = data.load_source(config.dataset, config.dataset_path, "test", config.seed).size
+    total = min(total, max_images) if max_images else total
+    started = time.perf_counter()
+    for gray, _, real in data.make_dataset(config, "test", with_rgb=True):
+        if max_images:
+            gray, real = gray[:max_images - seen], real[:max_images - seen]
+        fakes = {name: color.to_uint8(inference.colorize_batch(g, c, gray)) for name, g, c in runs}
+        fakes["gray baseline"] = inference.gray_to_rgb(gray)
+        for name, fake in fakes.items():
+            for k, v in image_metrics(real, fake, config.acc_thresh).items():
+                per_image[name].setdefault(k, []).append(v)
+            if fid:
+                features[name].append(fid(fake))
+        real_colourfulness.append(np.asarray(metrics.colourfulness(real)))
+        if fid:
+            features["ground truth"].append(fid(real))
+        seen += len(gray)
+        rate = seen / (time.perf_counter() - started)
+        print(f"\revaluated {seen}/{total} images | {rate:.0f} img/s | ETA {(total - seen) / rate:.0f}s",
+              end="", flush=True)
+        if seen >= total:
+            break
+    print()
+    if not seen:
+        raise UserError(f"{data.describe(config, 'test')}, but none of them could be evaluated")
+    real_colourfulness = float(np.mean(np.concatenate(real_colourfulness)))
+    rows = []
+    for name in names:
+        values = {k: np.concatenate(v) for k, v in per_image[name].items()}
+        row = {"name": name, **{k: float(np.mean(v)) for k, v in values.items()}}
+        row["colourfulness_ratio"] = row["colourfulness"] / real_colourfulness
+        if fid:
+            row["fid"] = fid_of(np.concatenate(features[name]), np.concatenate(features["ground truth"]))
+        per_image[name] = values
+        rows.append(row)
+    os.makedirs(output, exist_ok=True)
+    histogram = plots.delta_e_histogram({n: per_image[n]["delta_e"] for n in names},
+                                        os.path.join(output, "delta_e_histogram.png"))
+    grid = best_median_worst(runs[0], config, per_image[names[0]]["delta_e"],
+                             os.path.join(output, "best_median_worst.png"))
+    return {"images": seen, "dataset": data.describe(config, "test"), "acc_thresh": config.acc_thresh,
+            "ground_truth_colourfulness": real_colourfulness, "rows": rows,
+            "pictures": {"delta_e_histogram": histogram, "best_median_worst": grid}}
+
+
+def fid_of(fake_features: np.ndarray, real_features: np.ndarray) -> float:
+    stats = [(f.mean(axis=0), np.cov(f, rowvar=False)) for f in (fake_features, real_features)]
+    return float(metrics.fid_from_stats(*stats[0], *stats[1]))
+
+
+def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: int = 3) -> str:
+    """Gray | original | colourised for the lowest, median and highest per-image dE00."""
+    name, generator, run_config = run
+    order = np.argsort(delta_e, kind="stable")
+    middle = len(order) // 2
+    chosen = [*order[:per_group], *order[max(0, middle - per_group // 2):][:per_group], *order[-per_group:]]
+    wanted = {int(i): k for k, i in enumerate(chosen)}
+    picked, offset = {}, 0
+    for gray, _, real in data.make_dataset(config, "test", with_rgb=True):
+        hits = [i for i in range(len(gray)) if offset + i in wanted]
+        if hits:
+            fake = color.to_uint8(inference.colorize_batch(generator, run_config, tf.gather(gray, hits))).numpy()
+            for n, i in enumerate(hits):
+                picked[offset + i] = (inference.gray_to_rgb(gray[i:i + 1])[0], real[i].numpy(), fake[n])
+        offset += len(gray)
+        if offset > max(wanted):
+            break
+    rows = [picked[int(i)] for i in chosen]
+    labels = ["best"] * per_group + ["median"] * per_group + ["worst"] * per_group
+    return plots.sample_grid(*map(np.stack, zip(*rows)), path,
+                             title=f"{name}: best, median and worst by dE00 ("
+                                   + ", ".join(f"{lab} {delta_e[i]:.1f}" for lab, i in zip(labels, chosen)) + ")")
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{report['dataset']}; {report['images']} images; accuracy at eps = {report['acc_thresh']}; "
+          f"ground-truth colourfulness {report['ground_truth_colourfulness']:.1f}")
+    columns = [(k, title) for k, title in COLUMNS if any(k in row for row in report["rows"])]
+    width = max(len(row["name"]) for row in report["rows"]) + 2
+    print("run".ljust(width) + "".join(title.rjust(10) for _, title in columns))
+    for row in report["rows"]:
+        print(row["name"].ljust(width) + "".join(f"{row[k]:10.4f}" if k in row else " " * 10 for k, _ in columns))
+    for name, path in report["pictures"].items():
+        print(f"{name}: {path}")
+
+
+# ------------------------------------------------------------------------------------------------
+
+def colorize_files(generator, config, source: str, destination: str, render_size: int) -> list:
+    """Colourise every image below source into destination (same relative names, PNG); returns
+    the unreadable files, which are listed, not fatal."""
+    source, destination = os.path.abspath(source), os.path.abspath(destination)
+    if not os.path.exists(source):
+        raise UserError(f"--test-input {source}: no such file or folder")
+    if os.path.isdir(source):
+        paths = [p for p in images.list_images(source) if not os.path.abspath(p).startswith(destination + os.sep)]
+        names = [os.path.relpath(p, source) for p in paths]
+    else:
+        paths, names = [source], [os.path.basename(source)]
+    if not paths:
+        raise UserError(f"--test-input {source}: no images ({', '.join(images.IMAGE_EXTENSIONS)})")
+    inputs = {os.path.realpath(p) for p in paths}
+    failed, started = [], time.perf_counter()
+    for n, (path, name) in enumerate(zip(paths, names), 1):
+        target = os.path.realpath(os.path.join(destination, os.path.splitext(name)[0] + ".png"))
+        if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
+            failed.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
+            continue
+        try:
+            rgb = images.read_image(path)
+        except images.ImageError as error:
+            failed.append(str(error))
+            continue
+        out = inference.colorize_image(generator, config, rgb, render_size)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        images.write_png(out, target)
+        print(f"[{n}/{len(paths)}] {name} {rgb.shape[1]}x{rgb.shape[0]} -> {target} "
+              f"({(time.perf_counter() - started) / n:.2f} s/image)", flush=True)
+    if failed:
+        print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
+    return failed

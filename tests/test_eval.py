@@ -1,0 +1,108 @@
+"""test_eval.py end to end on a run that train.py wrote, and colourising real photos."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorgan import color, config, evaluation, images, inference, training
+from tests.test_training import tiny_args
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_data):
+    """Two one-step runs on 48 real CIFAR-10 test JPEGs (a train/ and a test/ split of them)."""
+    root = tmp_path_factory.mktemp("eval")
+    folder = root / "data"
+    sources = images.list_images(str(shared_data / "cifar10" / "test"))[::200][:48]
+    for i, path in enumerate(sources):
+        split = "test" if i % 4 == 0 else "train"
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        Image.open(path).save(folder / split / f"{i:03d}.png")
+    for name, extra in (("run", []), ("ab", ["--generator-output", "ab"])):
+        args = tiny_args(folder, root / "runs", "--max-steps", "1", *extra)
+        args[args.index("--name") + 1] = name
+        training.train(config.parse_args(args))
+    return root
+
+
+def test_table_json_and_pictures(trained, capsys):
+    report_path = trained / "report.json"
+    report = evaluation.main(["--checkpoints-path", str(trained / "runs"), "--name", "run",
+                              "--compare", str(trained / "runs" / "ab"), "--json", str(report_path)])
+    out = capsys.readouterr().out
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["run", "ab", "gray baseline"]
+    assert report["images"] == 12
+    for name in names:
+        assert name in out
+    for title in ("acc@eps", "acc@1", "acc@10", "|da|", "|db|", "PSNR", "SSIM", "dE00", "colourful", "ratio"):
+        assert title in out
+    assert "FID needs local InceptionV3 weights" in out
+    assert json.load(open(report_path))["rows"][2]["name"] == "gray baseline"
+    gray = report["rows"][2]
+    assert gray["colourfulness"] < 0.5 < report["ground_truth_colourfulness"]  # a = b = 0: no colour
+    assert 0 <= gray["acc"] <= gray["acc@5"] <= gray["acc@10"] <= 1
+    for picture in report["pictures"].values():
+        assert Image.open(picture).size[0] > 100
+
+
+@pytest.fixture
+def photo_zoo(tmp_path, shared_data):
+    """A few CBSD68 photos, plus awkward inputs and broken files."""
+    z = tmp_path / "in"
+    (z / "nested").mkdir(parents=True)
+    photos = images.list_images(str(shared_data / "cbsd68"))[:2]
+    for path in photos:
+        Image.open(path).save(z / (path.rsplit("/", 1)[1][:-4] + ".jpg"), quality=95)
+    base = images.read_image(photos[0])
+    Image.fromarray(base).convert("L").save(z / "nested" / "gray.png")
+    Image.fromarray(np.dstack([base, np.full(base.shape[:2], 200, np.uint8)])).save(z / "rgba.png")
+    Image.fromarray(base).convert("CMYK").save(z / "cmyk.jpg")
+    Image.fromarray((base[..., 0].astype(np.uint16) * 257)).save(z / "sixteen.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(base[:40, :90]).save(z / "rotated.jpg", exif=exif)
+    Image.fromarray(base[:5, :7]).save(z / "tiny.png")
+    (z / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return z
+
+
+def test_colourise_photos_keeps_size_and_lightness(trained, photo_zoo, tmp_path, capsys):
+    out = tmp_path / "out"
+    failed = evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"),
+                              "--test-input", str(photo_zoo), "--test-output", str(out), "--render-size", "0"])
+    assert len(failed) == 1 and "broken.jpg" in failed[0]
+    assert "1 file(s) not colourised" in capsys.readouterr().out
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    expected = sorted(p.relative_to(photo_zoo).with_suffix(".png").as_posix()
+                      for p in photo_zoo.rglob("*") if p.is_file() and p.name != "broken.jpg")
+    assert written == expected
+    for name in written:
+        source = images.read_image(str(next(photo_zoo.glob(name[:-4] + ".*"))))
+        result = np.asarray(Image.open(out / name))
+        assert result.shape == source.shape, name  # full resolution, upright
+        L_in = color.rgb_to_lab(source / 255.0).numpy()[..., 0]
+        L_out = color.rgb_to_lab(result / 255.0).numpy()[..., 0]
+        assert np.abs(L_in - L_out).max() < 0.8, name  # the input's own L, up to 8-bit rounding
+    assert (photo_zoo / "broken.jpg").read_bytes().startswith(b"\xff\xd8")  # inputs untouched
+
+
+def test_outputs_never_overwrite_inputs(trained, photo_zoo):
+    generator, run_config = inference.load_run(str(trained / "runs" / "run"))
+    (photo_zoo / "keep.png").write_bytes(b"precious")
+    failed = evaluation.colorize_files(generator, run_config, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
+    assert failed and "overwrite an input" in failed[0]
+    assert (photo_zoo / "keep.png").read_bytes() == b"precious"
+
+
+def test_large_photo_is_rendered_within_the_pixel_budget(trained):
+    generator, run_config = inference.load_run(str(trained / "runs" / "run"))
+    big = np.random.default_rng(0).integers(0, 256, (1100, 1500, 3), dtype=np.uint8)  # > 1 Mpixel
+    out = inference.colorize_image(generator, run_config, big, render_size=0)
+    assert out.shape == big.shape and out.dtype == np.uint8
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(config.UserError, match="no trained run"):
+        evaluation.main(["--checkpoints-path", str(tmp_path)])
