@@ -128,13 +128,14 @@ def analytic_flops(generator, discriminator, image_size, gen_out_channels):
     # G update (x2): G forward, D forward, D input gradients only (all layers: the gradient flows
     # into the fake image), G weight + input gradients (none for enc0's input).
     g_update = G + D + D + G + (G - g_first)
-    exact = d_update + 2 * g_update
-    # Convention "training = 3x forward" for every net on the path: D update G + 2 x 3D; G update 3G + 3D.
-    convention = (G + 6 * D) + 2 * (3 * G + 3 * D)
+    # colorgan's step computes the G forward once for the D update and the first G update.
+    exact = d_update + 2 * g_update - G
+    # Convention "training = 3x forward" for every net on the path: D update 6D; G update 3G + 3D.
+    convention = 6 * D + 2 * (3 * G + 3 * D)
     return dict(generator_forward=G, discriminator_forward=D, iteration_exact=exact,
                 iteration_3x_convention=convention, generator_layers=g_layers, discriminator_layers=d_layers,
-                formula_exact="(G + 2*(3D - D_conv0)) + 2*(3G - G_enc0 + 2D)",
-                formula_3x="7G + 12D")
+                formula_exact="2*(3D - D_conv0) + 2*(3G - G_enc0 + 2D) (G forward shared by D and first G update)",
+                formula_3x="6G + 12D", authors_iteration_exact=exact + G)
 
 
 def tf_graph_flops(concrete_fn):

@@ -31,7 +31,7 @@ def sample_grid(gray, real, fake, path: str, title: str = "") -> str:
             if row == 0:
                 ax.set_title(name)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2 * n + 0.4)))  # leave the title its own line
     return save_figure(fig, path)
 
 

@@ -1,0 +1,108 @@
+"""Colourisation speed and peak memory on this machine: 32x32 batches and whole photos.
+
+    python bench/inference.py [--dataset cifar10] [--repeats 5] [--json OUT]
+    python bench/inference.py --render-sizes --run DIR [--photos ../shared/data/cbsd68]
+
+Each case runs in its own process so that its peak resident memory is its own. The generator has
+random weights: speed and memory do not depend on what it learned. --render-sizes instead compares,
+for a trained run, the mean CIEDE2000 on real photos of colourising at full resolution against
+colourising at the run's training size (test_eval.py's --render-size).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CASES = {"batch 128 of 32x32": (128, 32, 32), "photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}
+
+
+def run_case(name: str, dataset: str, repeats: int) -> dict:
+    import numpy as np
+
+    import colorgan  # noqa: F401
+    import tensorflow as tf
+    from colorgan import config, inference, models
+
+    cfg = config.make_config(dataset=dataset)
+    generator = models.build_generator(dataset)
+    batch, h, w = CASES[name]
+    rng = np.random.default_rng(0)
+    times = []
+    if batch > 1:  # the evaluation path: a batch of test images through the generator
+        gray = tf.constant(rng.uniform(-1, 1, (batch, h, w, 1)), tf.float32)
+        work = lambda: inference.colorize_batch(generator, cfg, gray).numpy()  # noqa: E731
+    else:  # the photo path: full-resolution L kept, a and b from the generator, gamut fit
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        work = lambda: inference.colorize_image(generator, cfg, rgb, render_size=0)  # noqa: E731
+    work()  # warm-up: traces and allocates
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return dict(case=name, dataset=dataset, seconds=seconds, images_per_s=batch / seconds,
+                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, repeats=repeats)
+
+
+def compare_render_sizes(run: str, photos: str, limit: int) -> list:
+    import numpy as np
+
+    import colorgan  # noqa: F401
+    from colorgan import images, inference, metrics
+
+    generator, cfg = inference.load_run(run)
+    paths = images.list_images(photos)[:limit]
+    rows = []
+    for render in (0, cfg.image_size, 2 * cfg.image_size, 256):
+        errors, start = [], time.perf_counter()
+        for path in paths:
+            rgb = images.read_image(path)
+            out = inference.colorize_image(generator, cfg, rgb, render)
+            errors.append(float(metrics.mean_delta_e(rgb[None], out[None])[0]))
+        rows.append(dict(render_size=render, mean_delta_e=float(np.mean(errors)), photos=len(paths),
+                         seconds_per_photo=(time.perf_counter() - start) / len(paths)))
+        print(f"| {render or 'full resolution'} | {rows[-1]['mean_delta_e']:.3f} | "
+              f"{rows[-1]['seconds_per_photo']:.2f} |", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "places365"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--render-sizes", action="store_true")
+    parser.add_argument("--run", default="", help="trained run folder, for --render-sizes")
+    parser.add_argument("--photos", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cbsd68"))
+    parser.add_argument("--limit", type=int, default=68, help="photos to use, for --render-sizes")
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.dataset, args.repeats)))
+        return
+    if args.render_sizes:
+        print(f"mean CIEDE2000 of {args.run} on {args.photos}\n| render size | dE00 | s/photo |\n|---|---|---|")
+        results = compare_render_sizes(args.run, args.photos, args.limit)
+    else:
+        print(f"| case ({args.dataset} generator) | images/s | s/image | peak memory MiB |\n|---|---|---|---|")
+        results = []
+        for name in CASES:
+            out = subprocess.run([sys.executable, __file__, "--case", name, "--dataset", args.dataset,
+                                  "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(row)
+            print(f"| {name} | {row['images_per_s']:.2f} | {row['seconds'] / CASES[name][0]:.3f} | "
+                  f"{row['peak_rss_mib']:.0f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

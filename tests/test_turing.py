@@ -1,0 +1,412 @@
+"""The visual Turing test: a real session in headless Chromium, the server's refusals, what the
+browser can see, resuming after a crash, the statistics and the desktop window's trial logic."""
+import argparse
+import http.client
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorgan import turing
+from colorgan.config import UserError
+from tests.conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium: .ci/run installs it
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ID = r"[A-Za-z0-9_-]{22}"  # secrets.token_urlsafe(16)
+
+
+def make_items(n):
+    """Noise as the "real" image and a flat colour as the "fake": compressed, their sizes would differ."""
+    rng = np.random.default_rng(0)
+    noise, flat = rng.integers(0, 256, (n, 16, 16, 3), np.uint8), np.full((16, 16, 3), 128, np.uint8)
+    return [turing.Item(f"secret-key-{i}", "secret-class", turing.to_png(noise[i], 32), turing.to_png(flat, 32))
+            for i in range(n)]
+
+
+def read_rows(path):
+    return [json.loads(line) for line in open(path)]
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, content_type="application/json"):
+        """(status, body bytes, headers); path goes out exactly as given, "../" included."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        conn.request(method, path, data, {"Content-Type": content_type} if data is not None else {})
+        response = conn.getresponse()
+        result = response.status, response.read(), dict(response.getheaders())
+        conn.close()
+        return result
+
+    def post(self, path, body, **kwargs):
+        status, data, _ = self.request("POST", path, body, **kwargs)
+        return status, json.loads(data)
+
+    def start(self, name):
+        return self.post("/api/start", {"participant": name})[1]["token"]
+
+    def next(self, token):
+        return self.post("/api/next", {"token": token})[1]
+
+    def answer(self, token, trial, choice="left"):
+        return self.post("/api/answer", {"token": token, "trial": trial, "choice": choice, "client_s": 0.5})
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(n, delay) -> (Client, TuringTest): the real server in a thread on a free loopback port."""
+    servers = []
+
+    def start(n=6, delay=0.0):
+        test = turing.TuringTest(make_items(n), str(tmp_path / "results.jsonl"), delay)
+        server = turing.Server(test, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return Client(server.server_address[1]), test
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+        server.test.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# What the server refuses
+
+def test_replayed_answer_is_refused(serve, tmp_path):
+    client, _ = serve()
+    token = client.start("ann")
+    trial = client.next(token)["trial"]
+    assert client.answer(token, trial) == (200, {"recorded": "answer"})
+    assert client.answer(token, trial, "right")[0] == 409
+    assert len(read_rows(tmp_path / "results.jsonl")) == 1
+
+
+def test_answer_to_another_participants_trial_is_refused(serve, tmp_path):
+    client, _ = serve()
+    ann, bob = client.start("ann"), client.start("bob")
+    bobs_trial = client.next(bob)["trial"]
+    assert client.answer(ann, bobs_trial)[0] == 403
+    assert client.answer(ann, "x" * 22)[0] == 404
+    assert client.answer("not-a-session", bobs_trial)[0] == 401
+    assert client.answer(bob, bobs_trial)[0] == 200
+    assert [r["participant"] for r in read_rows(tmp_path / "results.jsonl")] == ["bob"]
+
+
+def test_path_traversal_and_unknown_paths_are_404(serve, tmp_path, monkeypatch):
+    client, _ = serve()
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    monkeypatch.chdir(tmp_path)  # the server reads no file, wherever it runs
+    for path in ("/../../../../etc/passwd", "/img/../../../etc/passwd", "/img/..%2f..%2fetc%2fpasswd",
+                 "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd", "/secret.txt", "/img/../secret.txt",
+                 "/img/", "/index.html", "/colorgan/turing.py", "/results.jsonl", "http://evil/../etc/passwd"):
+        status, body, _ = client.request("GET", path)
+        assert status == 404, path
+        assert b"SECRET" not in body and b"root:" not in body
+    assert client.post("/api/../api/start", {"participant": "ann"})[0] == 404
+
+
+def test_malformed_bodies_are_refused(serve, tmp_path):
+    client, _ = serve()
+    token = client.start("ann")
+    trial = client.next(token)["trial"]
+    good = {"token": token, "trial": trial, "choice": "left", "client_s": 0.4}
+    bad = [(b"{not json", 400), (b"[1, 2]", 400), (b'"left"', 400), (b"", 400),
+           ({k: v for k, v in good.items() if k != "choice"}, 400), ({**good, "choice": "up"}, 400),
+           ({**good, "choice": 0}, 400), ({**good, "client_s": "fast"}, 400), ({**good, "client_s": True}, 400),
+           ({**good, "client_s": -1}, 400), ({**good, "trial": ["x"]}, 400), ({**good, "real": "left"}, 400),
+           ({**good, "token": {"a": 1}}, 401), ({**good, "pad": "x" * 5000}, 413)]
+    for body, status in bad:
+        assert client.request("POST", "/api/answer", body)[0] == status, body
+    assert client.request("POST", "/api/answer", good, content_type="text/plain")[0] == 415  # no cross-site forms
+    assert client.post("/api/start", {"participant": "\x1b[2J"})[0] == 400  # printed on the terminal later
+    assert client.post("/api/start", {"participant": 7})[0] == 400
+    assert not read_rows(tmp_path / "results.jsonl")
+    assert client.post("/api/answer", good) == (200, {"recorded": "answer"})  # the trial was still open
+
+
+def test_a_late_answer_counts_as_no_answer(serve, tmp_path):
+    client, _ = serve(delay=0.2)
+    token = client.start("ann")
+    trial = client.next(token)
+    for side in turing.SIDES:
+        assert client.request("GET", trial[side])[0] == 200  # on screen now: the clock starts
+    time.sleep(0.2 + turing.GRACE + 0.2)
+    assert client.answer(token, trial["trial"]) == (200, {"recorded": "no answer"})
+    row, = read_rows(tmp_path / "results.jsonl")
+    assert row["choice"] is None and row["late"] and not row["fooled"] and row["response_s"] > 0.6
+
+
+def test_it_binds_loopback_by_default():
+    parser = argparse.ArgumentParser()
+    turing.add_flags(parser)
+    assert parser.parse_args([]).host == "127.0.0.1"
+
+
+# ----------------------------------------------------------------------------------------------
+# What the browser can see
+
+def test_nothing_served_tells_real_from_fake(serve, tmp_path):
+    client, test = serve(n=30)
+    page = client.request("GET", "/")[1]
+    token = client.start("ann")
+    for number in range(1, 31):
+        reply = client.next(token)
+        assert sorted(reply) == ["delay", "left", "number", "right", "total", "trial"]
+        assert reply["number"] == number and reply["total"] == 30
+        assert re.fullmatch(ID, reply["trial"])
+        assert re.fullmatch("/img/" + ID, reply["left"]) and re.fullmatch("/img/" + ID, reply["right"])
+        text = json.dumps(reply).lower()
+        assert not any(word in text for word in ("real", "fake", "secret"))
+        (s1, left, h1), (s2, right, h2) = (client.request("GET", reply[side]) for side in turing.SIDES)
+        assert s1 == s2 == 200 and left != right
+        assert len(left) == len(right)  # noise and a flat colour: only uncompressed PNGs are this equal
+        assert {k: v for k, v in h1.items() if k != "Date"} == {k: v for k, v in h2.items() if k != "Date"}
+        assert Image.open(io.BytesIO(left)).size == Image.open(io.BytesIO(right)).size == (32, 32)
+        assert Image.open(io.BytesIO(left)).info == Image.open(io.BytesIO(right)).info
+        # The reply to an answer says nothing about whether it was right, and the images are gone.
+        assert client.answer(token, reply["trial"], "left") == (200, {"recorded": "answer"})
+        assert client.request("GET", reply["left"])[0] == 404
+    assert client.request("GET", "/")[1] == page  # the page holds no trial data at all
+    assert b"secret" not in page and b"/img/" not in page
+    assert page.count(b'alt="left image"') == page.count(b'alt="right image"') == 1
+    sides = [r["real_side"] for r in read_rows(tmp_path / "results.jsonl")]
+    assert 5 < sides.count("left") < 25  # random, so neither position means "real"
+
+
+# ----------------------------------------------------------------------------------------------
+# Several participants, crashes and restarts
+
+def test_participants_take_the_test_at_once_in_their_own_order(serve, tmp_path):
+    client, _ = serve(n=15)
+    orders = {}
+
+    def take(name):
+        token = client.start(name)
+        orders[name] = []
+        while "trial" in (reply := client.next(token)):
+            orders[name].append(reply["number"])
+            client.answer(token, reply["trial"], "right")
+
+    threads = [threading.Thread(target=take, args=(name,)) for name in ("ann", "bob", "cy")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert len(rows) == 45 and all(orders[name] == list(range(1, 16)) for name in orders)
+    images = {name: [r["image"] for r in rows if r["participant"] == name] for name in orders}
+    assert all(sorted(seen) == sorted(images["ann"]) and len(set(seen)) == 15 for seen in images.values())
+    assert len({tuple(seen) for seen in images.values()}) == 3  # each their own random order
+
+
+def test_a_restarted_server_resumes_each_participant(tmp_path):
+    items, path = make_items(5), str(tmp_path / "results.jsonl")
+    test = turing.TuringTest(items, path)
+    seen = []
+    for _ in range(2):
+        trial = test.next_trial("ann")
+        seen.append(trial.item.key)
+        test.answer(trial.id, "ann", "left", 0.3)
+        assert len(read_rows(path)) == len(seen)  # on disk the moment it arrives, before any close
+    test.next_trial("ann")  # on screen when the server died: not answered, so not recorded
+    with open(path, "ab") as f:
+        f.write(b'{"participant": "ann", "tri')  # and a row cut off mid-write
+    test = turing.TuringTest(items, path)  # the restart (the old one was never closed)
+    trial = test.next_trial("ann")
+    assert trial.number == 3 and trial.item.key not in seen
+    assert test.next_trial("bob").number == 1
+    while trial:
+        test.answer(trial.id, "ann", "right")
+        trial = test.next_trial("ann")
+    test.close()
+    rows = turing.read_results([path])
+    assert sorted(r["image"] for r in rows if r["participant"] == "ann") == sorted(item.key for item in items)
+    assert [r["trial"] for r in rows] == [1, 2, 3, 4, 5]
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+def test_wilson_interval_and_both_ways_of_counting_no_answers():
+    assert turing.wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert turing.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert all(math.isnan(x) for x in turing.wilson(0, 0))
+    rows = [{"real_side": "left", "choice": c, "response_s": t}
+            for c, t in (("right", 1.0), ("left", 2.0), (None, 3.0), ("right", 3.0))]
+    s = turing.group_stats(rows)
+    assert (s["trials"], s["answered"], s["fooled"]) == (4, 3, 2)
+    assert s["rate"] == 0.5 and s["interval"] == turing.wilson(2, 4)  # no answer = not fooled
+    assert s["rate_answered"] == pytest.approx(2 / 3) and s["interval_answered"] == turing.wilson(2, 3)
+    assert s["mean_s"] == pytest.approx(2.0)  # no-answers have no response time
+
+
+def test_summary_of_edge_cases(tmp_path, capsys):
+    rows = [{"participant": p, "class": "c", "real_side": "left", "choice": c, "response_s": 1.0}
+            for p, c in (("never", None), ("never", None), ("always", "right"), ("right", "left"))]
+    turing.summary_chart(rows, str(tmp_path / "chart.png"))  # 0%, 100% and no answer at all
+    assert Image.open(tmp_path / "chart.png").size[0] > 100
+    text = turing.format_summary(rows)
+    assert summary_line(text, "participant always")[:4] == [1, 1, 1, 100]
+    assert "n/a" in next(line for line in text.splitlines() if line.startswith("participant never"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The desktop window (Agg here: no display)
+
+def test_desktop_window_records_keys_clicks_and_timeouts(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import KeyEvent, MouseEvent
+
+    path = str(tmp_path / "results.jsonl")
+    with pytest.raises(UserError, match="display"):
+        turing.run_desktop(turing.TuringTest(make_items(3), path), "me")
+    test = turing.TuringTest(make_items(3), path, delay=0.3)
+
+    def wait(seconds):  # the participant: a right-arrow key, then a click on the left image, then nothing
+        fig, answered = plt.gcf(), test.progress("me")
+        if answered == 0:
+            fig.canvas.callbacks.process("key_press_event", KeyEvent("key_press_event", fig.canvas, "right"))
+        elif answered == 1:
+            box = fig.axes[0].bbox
+            event = MouseEvent("button_press_event", fig.canvas, box.x0 + box.width / 2, box.y0 + box.height / 2, 1)
+            fig.canvas.callbacks.process("button_press_event", event)
+        else:
+            time.sleep(seconds)
+
+    start = time.monotonic()
+    turing.run_desktop(test, "me", wait=wait)
+    rows = read_rows(path)
+    assert [r["choice"] for r in rows] == ["right", "left", None] and [r["trial"] for r in rows] == [1, 2, 3]
+    assert 0.3 <= rows[2]["response_s"] < time.monotonic() - start
+    assert os.path.isfile(tmp_path / "results.png")  # the summary chart at the end
+
+
+# ----------------------------------------------------------------------------------------------
+# The real thing: train a tiny run, serve it, take the test in headless Chromium
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """(data folder, checkpoints folder) of a 1-step run; the test split has classes red/ and blue/."""
+    root = tmp_path_factory.mktemp("turing")
+    rng = np.random.default_rng(0)
+    for folder, n in (("train/x", 4), ("train/y", 4), ("test/red", 3), ("test/blue", 3)):
+        (root / "data" / folder).mkdir(parents=True)
+        for i in range(n):
+            y, x = np.mgrid[0:32, 0:32]
+            image = (rng.integers(0, 256, 3) + np.dstack([x * 4, y * 4, (x + y) * 2])) % 256
+            Image.fromarray(image.astype(np.uint8)).save(root / "data" / folder / f"{i}.png")
+    subprocess.run([sys.executable, "train.py", "--dataset", "cifar10", "--dataset-path", str(root / "data"),
+                    "--checkpoints-path", str(root / "ckpt"), "--name", "run", "--batch-size", "4",
+                    "--max-steps", "1", "--validate", "false", "--sample-size", "2"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    return root / "data", root / "ckpt"
+
+
+def summary_line(text, name):
+    """The numbers of one line of the summary table."""
+    line = next(line for line in text.splitlines() if line.startswith(name + " "))
+    return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", line[len(name):])]
+
+
+def expected_line(rows):
+    answered = [r for r in rows if r["choice"] is not None]
+    k, n, a = sum(r["choice"] != r["real_side"] for r in answered), len(rows), len(answered)
+
+    def wilson(k, n, z=1.96):  # written out again, not turing's
+        p = k / n
+        mid, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return [100 * max(0, (mid - half) / (1 + z * z / n)), 100 * min(1, (mid + half) / (1 + z * z / n))]
+
+    return [n, a, k, 100 * k / n, *wilson(k, n), 100 * k / a, *wilson(k, a),
+            sum(r["response_s"] for r in answered) / a]
+
+
+def test_a_session_in_headless_chromium(trained_run, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert os.path.exists(CHROMIUM), "apt-get install chromium (see .ci/run)"
+    data, checkpoints = trained_run
+    results = tmp_path / "results.jsonl"
+    server = subprocess.Popen(
+        [sys.executable, "test_turing.py", "--checkpoints-path", str(checkpoints), "--name", "run",
+         "--dataset-path", str(data), "--turing-test-size", "6", "--turing-test-delay", "1", "--port", "0",
+         "--display-size", "96", "--results", str(results), "--no-browser"],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        out = []
+        while not (out and out[-1].startswith("Open ")):
+            out.append(server.stdout.readline())
+            assert out[-1] or server.poll() is None, "".join(out)
+        url = out[-1].split()[1]
+        assert url.startswith("http://127.0.0.1:")
+        actions = ["click left", "key ArrowRight", "click right", "wait", "key ArrowLeft", "click left"]
+        served = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.on("response", lambda r: served.append((r.url, r.headers.get("content-length"))))
+            page.goto(url)
+            page.fill("#name", "tester")
+            page.click("button")
+            for number, action in enumerate(actions, 1):
+                expect(page.locator("#count")).to_have_text(f"{number} / 6")
+                page.locator("#left").wait_for(state="visible")  # both images loaded: the pair is shown
+                kind, _, what = action.partition(" ")
+                if kind == "click":
+                    page.click("#" + what)
+                elif kind == "key":
+                    page.keyboard.press(what)
+            page.wait_for_selector("#done", state="visible", timeout=15000)
+            page_summary = page.inner_text("#summary")
+            browser.close()
+        time.sleep(0.5)  # the server prints its summary when the participant finishes
+        server.kill()  # no clean shutdown: the rows must already be on disk
+        out.append(server.communicate(timeout=10)[0])
+    finally:
+        server.kill()
+
+    rows = read_rows(results)
+    assert [r["trial"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["choice"] for r in rows] == ["left", "right", "right", None, "left", "left"]
+    for row in rows:
+        assert set(turing.ROW_TYPES) <= set(row) and row["participant"] == "tester" and row["delay"] == 1
+        assert row["real_side"] in turing.SIDES and row["fooled"] == (row["choice"] not in (None, row["real_side"]))
+        assert row["class"] in ("red", "blue") and row["image"].startswith("test")
+        assert (row["response_s"] >= 1.0) if row["choice"] is None else (row["response_s"] < 1.0 + turing.GRACE)
+    assert sorted(r["class"] for r in rows) == ["blue"] * 3 + ["red"] * 3
+    assert len({r["image"] for r in rows}) == 6
+
+    # What the browser got: opaque names and images of one byte size, real and colourised alike.
+    images = [(u, size) for u, size in served if "/img/" in u]
+    assert len(images) == 12 and all(re.fullmatch(r"http://127\.0\.0\.1:\d+/img/" + ID, u) for u, _ in images)
+    assert len({size for _, size in images}) == 1
+
+    summary = subprocess.run([sys.executable, "test_turing.py", "--summarize", str(results)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    for text in (summary, page_summary, "".join(out)):  # --summarize, the page and the server agree
+        assert summary_line(text, "all") == pytest.approx(expected_line(rows), abs=0.051)
+        assert summary_line(text, "participant tester") == summary_line(text, "all")
+        for label in ("red", "blue"):
+            group = [r for r in rows if r["class"] == label]
+            assert summary_line(text, "class " + label)[:3] == expected_line(group)[:3]
+    assert "tester finished" in "".join(out)
+    assert os.path.isfile(tmp_path / "results.png")
