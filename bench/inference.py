@@ -19,10 +19,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-CASES = {"batch 128 of 32x32": (128, 32, 32), "photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}
+BATCHES = {"cifar10": ("batch 128 of 32x32", (128, 32, 32)), "places365": ("batch 16 of 256x256", (16, 256, 256))}
+PHOTOS = {"photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}
 
 
-def run_case(name: str, dataset: str, repeats: int) -> dict:
+def cases(dataset: str) -> dict:
+    name, shape = BATCHES[dataset]
+    return {name: shape, **PHOTOS}
+
+
+def run_case(name: str, dataset: str, repeats: int, render_size: int) -> dict:
     import numpy as np
 
     import colorgan  # noqa: F401
@@ -31,7 +37,7 @@ def run_case(name: str, dataset: str, repeats: int) -> dict:
 
     cfg = config.make_config(dataset=dataset)
     generator = models.build_generator(dataset)
-    batch, h, w = CASES[name]
+    batch, h, w = cases(dataset)[name]
     rng = np.random.default_rng(0)
     times = []
     if batch > 1:  # the evaluation path: a batch of test images through the generator
@@ -39,14 +45,14 @@ def run_case(name: str, dataset: str, repeats: int) -> dict:
         work = lambda: inference.colorize_batch(generator, cfg, gray).numpy()  # noqa: E731
     else:  # the photo path: full-resolution L kept, a and b from the generator, gamut fit
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        work = lambda: inference.colorize_image(generator, cfg, rgb, render_size=0)  # noqa: E731
+        work = lambda: inference.colorize_image(generator, cfg, rgb, render_size)  # noqa: E731
     work()  # warm-up: traces and allocates
     for _ in range(repeats):
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    return dict(case=name, dataset=dataset, seconds=seconds, images_per_s=batch / seconds,
+    return dict(case=name, dataset=dataset, render_size=render_size, seconds=seconds, images_per_s=batch / seconds,
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, repeats=repeats)
 
 
@@ -78,26 +84,33 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--render-size", type=int, default=None,
+                        help="generator size for photos (default: the dataset's image size; 0: full resolution)")
     parser.add_argument("--render-sizes", action="store_true")
     parser.add_argument("--run", default="", help="trained run folder, for --render-sizes")
     parser.add_argument("--photos", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cbsd68"))
     parser.add_argument("--limit", type=int, default=68, help="photos to use, for --render-sizes")
     args = parser.parse_args()
+    render = {"cifar10": 32, "places365": 256}[args.dataset] if args.render_size is None else args.render_size
     if args.case:
-        print(json.dumps(run_case(args.case, args.dataset, args.repeats)))
+        print(json.dumps(run_case(args.case, args.dataset, args.repeats, render)))
         return
     if args.render_sizes:
         print(f"mean CIEDE2000 of {args.run} on {args.photos}\n| render size | dE00 | s/photo |\n|---|---|---|")
         results = compare_render_sizes(args.run, args.photos, args.limit)
     else:
-        print(f"| case ({args.dataset} generator) | images/s | s/image | peak memory MiB |\n|---|---|---|---|")
+        print(f"{args.dataset} generator, photos rendered at {render or 'full resolution'}\n"
+              "| case | images/s | s/image | peak memory MiB |\n|---|---|---|---|")
         results = []
-        for name in CASES:
+        for name, shape in cases(args.dataset).items():
             out = subprocess.run([sys.executable, __file__, "--case", name, "--dataset", args.dataset,
-                                  "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+                                  "--repeats", str(args.repeats), "--render-size", str(render)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-2000:]}")
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
-            print(f"| {name} | {row['images_per_s']:.2f} | {row['seconds'] / CASES[name][0]:.3f} | "
+            print(f"| {name} | {row['images_per_s']:.2f} | {row['seconds'] / shape[0]:.3f} | "
                   f"{row['peak_rss_mib']:.0f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -434,8 +434,7 @@ def print_single(r):
         h = r.get("xla_hlo", {})
         if "nominal" in h:
             print(f"check, convolutions in XLA's optimised HLO of the same step ({h['convolutions']} convs, {h['dots']} dots): "
-                  f"{h['per_image_useful'] / gf:.3f} GFLOP/image (XLA removes the duplicate G encoder forward of the "
-                  f"D update and the first G update); {h['per_image_nominal'] / gf:.3f} counting the zeros that "
+                  f"{h['per_image_useful'] / gf:.3f} GFLOP/image; {h['per_image_nominal'] / gf:.3f} counting the zeros that "
                   "its lhs-dilated (transposed) convolutions multiply")
         else:
             print(f"check, XLA HLO: unavailable ({h.get('error')})")

@@ -6,6 +6,8 @@ the generator's input is the normalised L channel (the authors fed raw 0-255 gra
 """
 import warnings
 
+import numpy as np
+
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
@@ -29,9 +31,11 @@ def lab_to_rgb(lab):
     return tf.clip_by_value(rgb, 0.0, 1.0)
 
 
-_XYZ_TO_LINEAR_RGB = tf.constant([[3.2404542, -0.9692660, 0.0556434],
-                                  [-1.5371385, 1.8760108, -0.2040259],
-                                  [-0.4985314, 0.0415560, 1.0572252]])  # sRGB, D65 (as skimage)
+# numpy, not tf.constant: a TF op at import would start TensorFlow's runtime before
+# MultiWorkerMirroredStrategy can configure it ("Collective ops must be configured at program startup").
+_XYZ_TO_LINEAR_RGB = np.array([[3.2404542, -0.9692660, 0.0556434],
+                               [-1.5371385, 1.8760108, -0.2040259],
+                               [-0.4985314, 0.0415560, 1.0572252]], np.float32)  # sRGB, D65 (as skimage)
 
 
 def lab_to_linear_rgb(lab):

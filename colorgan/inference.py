@@ -37,7 +37,7 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
             if not latest:
                 raise FileNotFoundError("neither generator.keras nor a checkpoint")
             keras.mixed_precision.set_global_policy("float32")
-            generator = models.build_generator(config.dataset, out_channels)
+            generator = models.generator_for(config, pretrained=False)
             tf.train.Checkpoint(generator=generator).read(latest).expect_partial().assert_existing_objects_matched()
     except Exception as error:  # Keras and TF raise many kinds on a corrupt or foreign file
         raise UserError(f"cannot load the generator of {run_dir}: {str(error).splitlines()[0][:300]}") from None
@@ -60,7 +60,10 @@ def gray_to_rgb(gray) -> np.ndarray:
     return color.to_uint8(color.postprocess(lab, "lab")).numpy()
 
 
-MAX_RENDER_PIXELS = 1024 * 1024  # the generator's input at most: memory stays bounded for any photo
+# The generator's input at most: memory stays bounded for any photo. Half a megapixel, because on
+# an AVX2 CPU oneDNN's 4x4 stride-2 convolution of 64 channels turns ~25x slower above ~0.8 Mpixel
+# (864x1184: minutes instead of seconds; measured, see the README).
+MAX_RENDER_PIXELS = 512 * 1024
 STRIPE_ROWS = 256  # full-resolution colour conversion in stripes, for the same reason
 
 
@@ -102,7 +105,7 @@ def colorize_image(generator: keras.Model, config: Config, rgb: np.ndarray, rend
     h, w = rgb.shape[:2]
     L = _lab_stripes(lambda x: color.rgb_to_lab(x.astype(np.float32) / 255.0).numpy()[..., :1], rgb)  # (H, W, 1)
     scale = render_size / min(h, w) if render_size else min(1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
-    stride = models.total_stride(config.dataset)
+    stride = models.total_stride(config.dataset, config.model, config.backbone)
     size = (max(stride, round(h * scale)), max(stride, round(w * scale)))
     gray = tf.image.resize(L[None] / color.L_SCALE - 1.0, size, antialias=True)  # (1, h', w', 1)
     pad = [(0, 0), (0, -size[0] % stride), (0, -size[1] % stride), (0, 0)]

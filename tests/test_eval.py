@@ -98,9 +98,18 @@ def test_outputs_never_overwrite_inputs(trained, photo_zoo):
 
 def test_large_photo_is_rendered_within_the_pixel_budget(trained):
     generator, run_config = inference.load_run(str(trained / "runs" / "run"))
-    big = np.random.default_rng(0).integers(0, 256, (1100, 1500, 3), dtype=np.uint8)  # > 1 Mpixel
-    out = inference.colorize_image(generator, run_config, big, render_size=0)
+    big = np.random.default_rng(0).integers(0, 256, (1100, 1500, 3), dtype=np.uint8)  # > MAX_RENDER_PIXELS
+    shapes = []
+
+    def spy(gray, training):
+        shapes.append(tuple(gray.shape))
+        return generator(gray, training=training)
+
+    out = inference.colorize_image(spy, run_config, big, render_size=0)
     assert out.shape == big.shape and out.dtype == np.uint8
+    (_, h, w, _), = shapes
+    assert h * w <= inference.MAX_RENDER_PIXELS * 1.05 and h * w > 0.9 * inference.MAX_RENDER_PIXELS
+    assert abs(w / h - 1500 / 1100) < 0.05  # the aspect ratio is kept
 
 
 def test_missing_run_is_a_clear_error(tmp_path):

@@ -210,3 +210,15 @@ def test_two_worker_processes_train_together(tiny_folder, tmp_path):
     assert "2 replica(s)" in outputs[0] and "step 2/2" in outputs[0]
     assert (tmp_path / "run" / "generator.keras").exists()
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+def test_importing_colorgan_starts_no_tensorflow_runtime():
+    # MultiWorkerMirroredStrategy and logical devices must be configured before TensorFlow's
+    # runtime starts; a TF op at import time (a module-level tf.constant) starts it.
+    code = ("import colorgan.training, colorgan.evaluation, colorgan.turing, colorgan.inference\n"
+            "import tensorflow as tf\n"
+            "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+            "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+            "print('configurable')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "configurable" in result.stdout, result.stderr[-2000:]
