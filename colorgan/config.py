@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass, field
 
 
+MODELS = ("gan", "unet", "encoder-decoder")
+# Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
+BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
+
+
 class UserError(Exception):
     """A problem the user can fix (bad flag, missing data, wrong checkpoint): shown without traceback."""
 
@@ -37,6 +42,17 @@ class Config:
     beta1: float = _opt(0.0, "Adam beta_1 momentum term")
     generator_output: str = _opt("lab", "generator predicts L, a, b (the authors) or a, b with the input's L",
                                  choices=("lab", "ab"))
+    model: str = _opt("gan", "gan: U-Net generator + PatchGAN discriminator (the paper); unet: the generator alone, "
+                      "L1 only (the paper's baseline); encoder-decoder: the generator without skip connections, "
+                      "adversarial", choices=MODELS)
+    backbone: str = _opt("none", "a Keras Applications network as the U-Net generator's encoder", choices=BACKBONES)
+    backbone_weights: str = _opt("none", "the backbone's initial weights: imagenet (downloads when online), "
+                                 "a local weights file, or none")
+    gan_loss: str = _opt("bce", "adversarial loss: bce (the paper), lsgan (least squares) or hinge",
+                         choices=("bce", "lsgan", "hinge"))
+    pretrain_generator_epochs: int = _opt(0, "NoGAN staging: first train the generator alone with L1 for N epochs")
+    pretrain_discriminator_epochs: int = _opt(0, "NoGAN staging: then train the discriminator alone against the "
+                                              "pretrained generator for N epochs, before --epochs of GAN training")
     mixed_precision: str = _opt("auto", "auto: float16 with loss scaling on a GPU, off on CPU",
                                 choices=("auto", "off", "float16", "bfloat16"))
     jit_compile: bool = _opt(False, "compile the train step with XLA (slower on CPU, see bench/README.md)")
@@ -72,6 +88,19 @@ class Config:
     @property
     def run_dir(self) -> str:
         return os.path.join(self.checkpoints_path, self.name)
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of all phases: generator pretraining, discriminator pretraining, then --epochs."""
+        return self.pretrain_generator_epochs + self.pretrain_discriminator_epochs + self.epochs
+
+    def phase(self, epoch: int) -> str:
+        """What is trained in epoch (0-based): "generator" (L1 only), "discriminator" or "gan"."""
+        if self.model == "unet" or epoch < self.pretrain_generator_epochs:
+            return "generator"
+        if epoch < self.pretrain_generator_epochs + self.pretrain_discriminator_epochs:
+            return "discriminator"
+        return "gan"
 
 
 PRESETS = {
@@ -113,12 +142,25 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     dataset = given.get("dataset", FIELDS["dataset"].default)
     if dataset not in PRESETS:
         raise UserError(f"unknown dataset {dataset!r}: choose from {sorted(PRESETS)}")
-    config = Config(**{**PRESETS[dataset], **given})
+    preset = dict(PRESETS[dataset])
+    if given.get("gan_loss") == "hinge" and "label_smoothing" not in given:
+        preset["label_smoothing"] = False  # the hinge loss has no labels to smooth
+    config = Config(**{**preset, **given})
     for name in ("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval"):
         if getattr(config, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if config.generator_output == "ab" and config.color_space != "lab":
         raise UserError("--generator-output ab needs --color-space lab")
+    if config.gan_loss == "hinge" and config.label_smoothing:
+        raise UserError("--gan-loss hinge has no labels to smooth: leave out --label-smoothing")
+    if config.model == "unet" and config.pretrain_discriminator_epochs:
+        raise UserError("--model unet has no discriminator to pretrain")
+    if config.backbone != "none" and config.model == "encoder-decoder":
+        raise UserError("--backbone makes a U-Net encoder: use it with --model gan or unet")
+    if config.backbone == "none" and config.backbone_weights != "none":
+        raise UserError("--backbone-weights needs a --backbone")
+    if min(config.pretrain_generator_epochs, config.pretrain_discriminator_epochs) < 0:
+        raise UserError("pretraining epochs cannot be negative")
     return config
 
 

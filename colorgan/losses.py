@@ -18,22 +18,64 @@ def _bce(logits, label, global_batch_size):
     """Batch average of the per-example mean sigmoid cross-entropy against a constant label."""
     logits = tf.cast(logits, tf.float32)
     ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
-    return tf.nn.compute_average_loss(_per_example_mean(ce), global_batch_size=global_batch_size)
+    return _mean(ce, global_batch_size)
 
 
-def discriminator_loss(real_logits, fake_logits, label_smoothing: bool = False, global_batch_size=None) -> dict:
-    """D loss: real patches -> 1 (0.9 with one-sided label smoothing), fake patches -> 0."""
+def _mean(per_patch, global_batch_size):
+    """Batch average of the per-example mean of a per-patch loss."""
+    return tf.nn.compute_average_loss(_per_example_mean(per_patch), global_batch_size=global_batch_size)
+
+
+GAN_LOSSES = ("bce", "lsgan", "hinge")
+
+
+def discriminator_loss(real_logits, fake_logits, label_smoothing: bool = False, global_batch_size=None,
+                       kind: str = "bce") -> dict:
+    """D loss: real patches -> 1 (0.9 with one-sided label smoothing), fake patches -> 0.
+
+    kind "bce" is the paper's cross-entropy; "lsgan" the least-squares loss of Mao et al. 2017,
+    0.5 (D(real) - 1)^2 + 0.5 D(fake)^2; "hinge" the hinge loss of Lim & Ye 2017 / SAGAN,
+    max(0, 1 - D(real)) + max(0, 1 + D(fake)), which has no labels to smooth.
+    """
     # one-sided: only the real target is softened, so D is not taught to let fakes pass
-    real = _bce(real_logits, 0.9 if label_smoothing else 1.0, global_batch_size)
-    fake = _bce(fake_logits, 0.0, global_batch_size)
+    target = 0.9 if label_smoothing else 1.0
+    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
+    if kind == "bce":
+        real, fake = _bce(real_logits, target, global_batch_size), _bce(fake_logits, 0.0, global_batch_size)
+    elif kind == "lsgan":
+        real = _mean(0.5 * tf.square(real_logits - target), global_batch_size)
+        fake = _mean(0.5 * tf.square(fake_logits), global_batch_size)
+    elif kind == "hinge":
+        if label_smoothing:
+            raise ValueError("the hinge loss has no labels to smooth")
+        real = _mean(tf.nn.relu(1.0 - real_logits), global_batch_size)
+        fake = _mean(tf.nn.relu(1.0 + fake_logits), global_batch_size)
+    else:
+        raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
     return {"real": real, "fake": fake, "total": real + fake}
 
 
-def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=None) -> dict:
-    """G loss: fool D (fake patches -> 1) plus l1_weight times the L1 distance to the true colours."""
-    gan = _bce(fake_logits, 1.0, global_batch_size)
-    diff = tf.abs(tf.cast(fake, tf.float32) - tf.cast(real, tf.float32))
-    l1 = tf.nn.compute_average_loss(_per_example_mean(diff), global_batch_size=global_batch_size)
+def l1_loss(fake, real, global_batch_size=None):
+    """Batch average of the per-example mean absolute difference."""
+    return _mean(tf.abs(tf.cast(fake, tf.float32) - tf.cast(real, tf.float32)), global_batch_size)
+
+
+def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=None, kind: str = "bce") -> dict:
+    """G loss: fool D plus l1_weight times the L1 distance to the true colours.
+
+    Fooling D means fake patches -> 1 for "bce" and "lsgan" (0.5 (D(fake) - 1)^2), and a high
+    score, -D(fake), for "hinge".
+    """
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    if kind == "bce":
+        gan = _bce(fake_logits, 1.0, global_batch_size)
+    elif kind == "lsgan":
+        gan = _mean(0.5 * tf.square(fake_logits - 1.0), global_batch_size)
+    elif kind == "hinge":
+        gan = _mean(-fake_logits, global_batch_size)
+    else:
+        raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+    l1 = l1_loss(fake, real, global_batch_size)
     return {"gan": gan, "l1": l1, "total": gan + l1_weight * l1}
 
 

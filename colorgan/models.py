@@ -5,9 +5,13 @@ and src/networks.py). Every convolution is 4x4 'same', keeps its bias even when 
 follows (TF1 tf.layers default), and uses the authors' initialiser (variance scaling, fan-in,
 truncated normal = lecun_normal). BatchNorm comes before the activation.
 """
+import functools
+
 import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import keras
 from keras import layers
+
+from colorgan.config import UserError
 
 # (filters, stride) of each encoder layer
 _ENCODER = {
@@ -26,17 +30,22 @@ _DISCRIMINATOR = [(64, 2), (128, 2), (256, 2), (512, 1)]
 _INIT = "lecun_normal"  # TF1 tf.variance_scaling_initializer() defaults
 
 
-def _arch(dataset):
+def _arch(dataset, skips=True):
     if dataset == "folder":  # arbitrary image folders are trained like Places365
         dataset = "places365"
     if dataset not in _ENCODER:
         raise ValueError(f"unknown dataset {dataset!r}; expected cifar10, places365 or folder")
-    return _ENCODER[dataset], _DECODER[dataset]
+    encoder, decoder = _ENCODER[dataset], _DECODER[dataset]
+    if not skips:  # encoder-decoder: one level more, down to a 1x1x512 bottleneck at the preset size
+        encoder, decoder = encoder + [(512, 2)], decoder[:1] + decoder
+    return encoder, decoder
 
 
-def total_stride(dataset="cifar10"):
+def total_stride(dataset="cifar10", model="gan", backbone="none"):
     """Factor by which the generator downsamples; input H and W must be multiples of it."""
-    encoder, _ = _arch(dataset)
+    if backbone != "none":
+        return 32  # every Keras Applications backbone here downsamples 5 times
+    encoder, _ = _arch(dataset, skips=model != "encoder-decoder")
     stride = 1
     for _, s in encoder:
         stride *= s
@@ -52,28 +61,112 @@ def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync
     return layers.LeakyReLU(0.2, name=name + "_act")(x) if leaky else layers.ReLU(name=name + "_act")(x)
 
 
-def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchnorm: bool = False) -> keras.Model:
-    """U-Net generator: normalised L channel (bs, H, W, 1) in [-1, 1] -> colour (bs, H, W, out_channels) in [-1, 1]."""
-    encoder, decoder = _arch(dataset)
+def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchnorm: bool = False,
+                    skips: bool = True) -> keras.Model:
+    """U-Net generator: normalised L channel (bs, H, W, 1) in [-1, 1] -> colour (bs, H, W, out_channels) in [-1, 1].
+
+    skips=False gives the encoder-decoder of the same blocks, one level deeper and without skip connections.
+    """
+    encoder, decoder = _arch(dataset, skips)
     gray = keras.Input((None, None, 1), name="gray")
 
     # encoder; unlike the discriminator, the authors keep BatchNorm on the first layer too
-    x, skips = gray, []
+    x, encoded = gray, []
     for i, (filters, strides) in enumerate(encoder):
         x = _block(x, filters, strides, f"enc{i}", sync=sync_batchnorm)  # cifar10: (bs, 32, 32, 64) ... (bs, 2, 2, 512)
-        skips.append(x)
+        encoded.append(x)
 
     # decoder; each upsampled map is joined with the encoder map of the same size (U-Net skip)
     for i, (filters, rate) in enumerate(decoder):
         x = _block(x, filters, 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # cifar10 i=0: (bs, 4, 4, 512)
         if rate > 0:
             x = layers.Dropout(rate, name=f"dec{i}_dropout")(x)  # the only noise source of G (pix2pix)
-        x = layers.Concatenate(name=f"dec{i}_skip")([skips[-i - 2], x])  # cifar10 i=0: (bs, 4, 4, 1024)
+        if skips:
+            x = layers.Concatenate(name=f"dec{i}_skip")([encoded[-i - 2], x])  # cifar10 i=0: (bs, 4, 4, 1024)
+    name = f"generator_{dataset}" if skips else f"encoder_decoder_{dataset}"
+    return keras.Model(gray, _colour_out(x, out_channels), name=name)
 
+
+def _colour_out(x, out_channels):
     # float32 so that mixed precision still yields float32 colours
-    out = layers.Conv2D(out_channels, 1, activation="tanh", kernel_initializer=_INIT,
-                        dtype="float32", name="out")(x)  # (bs, H, W, out_channels)
-    return keras.Model(gray, out, name=f"generator_{dataset}")
+    return layers.Conv2D(out_channels, 1, activation="tanh", kernel_initializer=_INIT,
+                         dtype="float32", name="out")(x)  # (bs, H, W, out_channels)
+
+
+# Keras Applications networks usable as the encoder: (constructor, the module with its preprocess_input)
+BACKBONES = {
+    "mobilenetv2": (keras.applications.MobileNetV2, keras.applications.mobilenet_v2),
+    "resnet50v2": (keras.applications.ResNet50V2, keras.applications.resnet_v2),
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50),
+    "efficientnetb0": (keras.applications.EfficientNetB0, keras.applications.efficientnet),
+    "densenet121": (keras.applications.DenseNet121, keras.applications.densenet),
+    "vgg16": (keras.applications.VGG16, keras.applications.vgg16),
+}
+_BACKBONE_DECODER = [512, 256, 128, 64]  # filters of the decoder levels at strides 16, 8, 4, 2
+
+
+@functools.cache
+def backbone_skips(name: str) -> tuple[str, ...]:
+    """Names of the backbone's deepest layers at strides 2, 4, 8, 16 and 32: the U-Net's skips.
+
+    Found on a probe built at 64x64, so that any Keras Applications network works without a
+    hand-written list (for MobileNetV2 they are block_1_expand_relu ... out_relu).
+    """
+    probe = BACKBONES[name][0](include_top=False, weights=None, input_shape=(64, 64, 3))
+    deepest = {}
+    for layer in probe.layers:
+        if isinstance(layer, (layers.InputLayer, layers.ZeroPadding2D)):  # padded maps are not features
+            continue
+        shape = layer.output.shape
+        if shape and len(shape) == 4 and shape[1] == shape[2] and shape[1] in (32, 16, 8, 4, 2):
+            deepest[64 // shape[1]] = layer.name
+    if sorted(deepest) != [2, 4, 8, 16, 32]:
+        raise ValueError(f"{name}: no feature map at every stride 2..32 ({sorted(deepest)})")
+    return tuple(deepest[s] for s in (2, 4, 8, 16, 32))
+
+
+def build_backbone_generator(name: str, weights: str = "none", out_channels: int = 3,
+                             sync_batchnorm: bool = False) -> keras.Model:
+    """U-Net whose encoder is a Keras Applications network (weights: "imagenet", a file, or "none").
+
+    The gray input is replicated to 3 channels, scaled to 0-255 and passed through the backbone's
+    own preprocess_input; the decoder mirrors the backbone's five stride-2 levels with the same
+    transposed-convolution blocks as the paper's generator, joined with the backbone's features.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+    constructor, module = BACKBONES[name]
+    try:
+        network = constructor(include_top=False, weights=None if weights == "none" else weights,
+                              input_shape=(None, None, 3))
+    except Exception as error:  # offline download, missing or foreign file: Keras raises many kinds
+        raise UserError(f"cannot load {weights!r} weights into --backbone {name} "
+                        f"({str(error).strip().splitlines()[0][:300]}). Offline, copy the no-top weights file "
+                        "from a machine that has it (Keras keeps downloads in ~/.keras/models/) and pass its "
+                        "path as --backbone-weights.") from None
+    features = keras.Model(network.input, [network.get_layer(n).output for n in backbone_skips(name)],
+                           name=f"{name}_features")
+    gray = keras.Input((None, None, 1), name="gray")
+    rgb = layers.Concatenate(name="gray_to_rgb")([gray, gray, gray])  # (bs, H, W, 3)
+    rgb = layers.Rescaling(127.5, offset=127.5, name="to_0_255")(rgb)  # the L channel as 0-255 gray
+    skips = features(module.preprocess_input(rgb))  # cifar10: (bs, 16, 16, C1) ... (bs, 1, 1, C5)
+    x = skips[-1]
+    for i, filters in enumerate(_BACKBONE_DECODER):
+        x = _block(x, filters, 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # i=0: (bs, H/16, W/16, 512)
+        x = layers.Concatenate(name=f"dec{i}_skip")([skips[-i - 2], x])
+    # the backbone has no full-resolution features: the last level joins a small block on the input
+    x = _block(x, 64, 2, f"dec{len(_BACKBONE_DECODER)}", leaky=False, transpose=True, sync=sync_batchnorm)
+    x = layers.Concatenate(name="full_skip")([_block(gray, 32, 1, "enc_full", sync=sync_batchnorm), x])  # (bs, H, W, 96)
+    return keras.Model(gray, _colour_out(x, out_channels), name=f"generator_{name}")
+
+
+def generator_for(config, pretrained: bool = True) -> keras.Model:
+    """The generator a config asks for; pretrained=False skips backbone weights (a checkpoint follows)."""
+    out_channels = 2 if config.generator_output == "ab" else 3
+    if config.backbone != "none":
+        weights = config.backbone_weights if pretrained else "none"
+        return build_backbone_generator(config.backbone, weights, out_channels, config.sync_batchnorm)
+    return build_generator(config.dataset, out_channels, config.sync_batchnorm, skips=config.model != "encoder-decoder")
 
 
 def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False) -> keras.Model:

@@ -40,12 +40,17 @@ def training_curves(history_path: str, path: str) -> str:
     rows = [json.loads(line) for line in open(history_path) if line.strip()]
     panels = (("disc_loss", "discriminator loss"), ("gen_gan", "generator GAN loss"),
               ("gen_l1", "generator L1 loss"), ("accuracy", "accuracy (paper's eps)"))
+    phases = [(r["step"], r["phase"]) for r in rows if r.get("split") == "train" and "phase" in r]
+    starts = [(step, phase) for i, (step, phase) in enumerate(phases) if i == 0 or phase != phases[i - 1][1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (key, name) in zip(axes, panels):
         for split, style in (("train", "-"), ("test", "o-")):
             points = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
             if points:
                 ax.plot(*zip(*points), style, label=split, markersize=4)
+        for step, phase in starts[1:]:  # NoGAN staging: where each phase begins
+            ax.axvline(step, color="gray", linestyle="--", linewidth=1)
+            ax.text(step, 1, f" {phase}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color="gray")
         ax.set_title(name), ax.set_xlabel("step"), ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()

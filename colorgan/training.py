@@ -19,8 +19,9 @@ import tensorflow as tf
 from colorgan import color, data, losses, metrics, models, plots
 from colorgan.config import Config, UserError, differences, load_config
 
-METRICS = ("disc_loss", "disc_real", "disc_fake", "gen_loss", "gen_gan", "gen_l1", "accuracy")
-ARCHITECTURE = ("dataset", "color_space", "generator_output")  # a checkpoint only fits these
+ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone")  # a checkpoint only fits these
+PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
+          "gan": "adversarial: D once, then G twice"}
 
 
 class TrainingError(UserError):
@@ -57,25 +58,33 @@ def learning_rate(config: Config, step, scale: float = 1.0):
 class Run:
     """Models, optimisers and counters of one run, built under the strategy's scope."""
 
-    def __init__(self, config: Config, strategy: tf.distribute.Strategy):
+    def __init__(self, config: Config, strategy: tf.distribute.Strategy, pretrained: bool = True):
+        """pretrained=False leaves out the backbone's initial weights: a checkpoint is restored next."""
         self.config, self.strategy = config, strategy
+        stride = models.total_stride(config.dataset, config.model, config.backbone)
+        if config.image_size % stride:
+            raise UserError(f"--image-size {config.image_size} is not a multiple of the generator's stride {stride}")
         policy = precision_policy(config)
         keras.mixed_precision.set_global_policy(policy)
         keras.utils.set_random_seed(config.seed)
-        out_channels = 2 if config.generator_output == "ab" else 3
         with strategy.scope():
-            self.generator = models.build_generator(config.dataset, out_channels, config.sync_batchnorm)
-            self.discriminator = models.build_discriminator(config.dataset, 4, config.sync_batchnorm)
+            self.generator = models.generator_for(config, pretrained)
+            self.discriminator = None if config.model == "unet" else models.build_discriminator(
+                config.dataset, 4, config.sync_batchnorm)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
             self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
-            self.disc_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
+            self.disc_opt = None if self.discriminator is None else keras.optimizers.Adam(
+                lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
             if policy == "mixed_float16":
                 self.gen_opt = keras.optimizers.LossScaleOptimizer(self.gen_opt)
-                self.disc_opt = keras.optimizers.LossScaleOptimizer(self.disc_opt)
+                if self.disc_opt is not None:
+                    self.disc_opt = keras.optimizers.LossScaleOptimizer(self.disc_opt)
             # Built before the step is traced: otherwise the first loss scale is baked into the graph.
             self.gen_opt.build(self.generator.trainable_variables)
-            self.disc_opt.build(self.discriminator.trainable_variables)
+            if self.disc_opt is not None:
+                self.disc_opt.build(self.discriminator.trainable_variables)
         # Dropout's seed state is not part of the model's checkpoint: save it too, so a resumed run
         # draws the same dropout masks as an uninterrupted one.
         self.rng = [layer.seed_generator.state for layer in self.generator.layers
@@ -83,8 +92,41 @@ class Run:
         self.policy = policy
 
     def state(self, **extra) -> dict:
-        return dict(generator=self.generator, discriminator=self.discriminator, gen_opt=self.gen_opt,
-                    disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, rng=self.rng, **extra)
+        state = dict(generator=self.generator, discriminator=self.discriminator, gen_opt=self.gen_opt,
+                     disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, epoch_step=self.epoch_step,
+                     rng=self.rng, **extra)
+        return {k: v for k, v in state.items() if v is not None}  # --model unet has no discriminator
+
+    def _accuracy(self, colour, fake):
+        replicas = self.strategy.num_replicas_in_sync  # accuracy is a mean: sum / replicas after reduce
+        return metrics.pixel_accuracy(colour, fake, self.config.color_space, self.config.acc_thresh) / replicas
+
+    def _update(self, optimizer, loss, tape, variables):
+        grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        optimizer.apply_gradients(zip(grads, variables))
+
+    def replica_generator_step(self, gray, colour):
+        """The generator alone, L1 only: the paper's U-Net baseline and NoGAN's first phase."""
+        config, G = self.config, self.generator
+        with tf.GradientTape() as tape:
+            fake = models.colorize(G, gray, config.generator_output, training=True)  # (bs, H, W, 3)
+            l1 = losses.l1_loss(fake, colour, config.batch_size)
+            loss = config.l1_weight * l1
+        self._update(self.gen_opt, loss, tape, G.trainable_variables)
+        return dict(gen_loss=loss, gen_l1=l1, accuracy=self._accuracy(colour, fake))
+
+    def replica_discriminator_step(self, gray, colour):
+        """The discriminator alone, against the generator's colourisations: NoGAN's second phase."""
+        config, D = self.config, self.discriminator
+        fake = models.colorize(self.generator, gray, config.generator_output, training=True)
+        with tf.GradientTape() as tape:
+            real_logits = D(tf.concat([gray, colour], -1), training=True)  # (bs, H/8, W/8, 1)
+            fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
+            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, config.batch_size,
+                                             config.gan_loss)
+        self._update(self.disc_opt, disc["total"], tape, D.trainable_variables)
+        return dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
+                    accuracy=self._accuracy(colour, fake))
 
     def replica_step(self, gray, colour):
         """One iteration on one replica: D once, then G twice. Returns the metrics as scalars."""
@@ -95,10 +137,9 @@ class Run:
             """Finish G's loss on fake (recorded by tape) against the current D, and apply it."""
             with tape:
                 fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
-                gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, global_batch)
-                scaled = self.gen_opt.scale_loss(gen["total"])
-            grads = tape.gradient(scaled, G.trainable_variables)
-            self.gen_opt.apply_gradients(zip(grads, G.trainable_variables))
+                gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, global_batch,
+                                            config.gan_loss)
+            self._update(self.gen_opt, gen["total"], tape, G.trainable_variables)
             return gen
 
         # D's update and G's first update see the same G weights: one forward pass of G serves
@@ -109,10 +150,9 @@ class Run:
         with tf.GradientTape() as tape:
             real_logits = D(tf.concat([gray, colour], -1), training=True)  # (bs, H/8, W/8, 1)
             fake_logits = D(tf.concat([gray, tf.cast(tf.stop_gradient(fake), gray.dtype)], -1), training=True)
-            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, global_batch)
-            scaled = self.disc_opt.scale_loss(disc["total"])
-        grads = tape.gradient(scaled, D.trainable_variables)
-        self.disc_opt.apply_gradients(zip(grads, D.trainable_variables))
+            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, global_batch,
+                                             config.gan_loss)
+        self._update(self.disc_opt, disc["total"], tape, D.trainable_variables)
 
         generator_update(gen_tape, fake)  # G is updated twice so that D does not win too early
         gen_tape = tf.GradientTape()
@@ -120,23 +160,24 @@ class Run:
             fake = models.colorize(G, gray, config.generator_output, training=True)
         gen = generator_update(gen_tape, fake)
 
-        replicas = self.strategy.num_replicas_in_sync  # accuracy is a mean: sum / replicas after reduce
-        accuracy = metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh) / replicas
         return dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
-                    gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"], accuracy=accuracy)
+                    gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"], accuracy=self._accuracy(colour, fake))
 
     def replica_eval(self, gray, colour):
         """Losses and accuracy on one batch with BatchNorm in inference mode and no dropout."""
         config, G, D = self.config, self.generator, self.discriminator
         fake = models.colorize(G, gray, config.generator_output, training=False)
-        real_logits = D(tf.concat([gray, colour], -1), training=False)
-        fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=False)
-        disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing)
-        gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight)
-        n = tf.cast(tf.shape(gray)[0], tf.float32)
-        values = dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
-                      gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"],
+        l1 = losses.l1_loss(fake, colour)
+        values = dict(gen_loss=config.l1_weight * l1, gen_l1=l1,
                       accuracy=metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh))
+        if D is not None:
+            real_logits = D(tf.concat([gray, colour], -1), training=False)
+            fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=False)
+            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, kind=config.gan_loss)
+            gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, kind=config.gan_loss)
+            values |= dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
+                           gen_loss=gen["total"], gen_gan=gen["gan"])
+        n = tf.cast(tf.shape(gray)[0], tf.float32)
         return {k: v * n for k, v in values.items()} | {"count": n}  # sums: batches may differ in size
 
     def compile(self):
@@ -146,7 +187,10 @@ class Run:
                 results = self.strategy.run(fn, args=batch)
                 return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in results.items()}
             return tf.function(run, jit_compile=self.config.jit_compile or None)
-        self.train_step = distributed(self.replica_step)
+        self.train_steps = {"generator": distributed(self.replica_generator_step), "gan": distributed(self.replica_step)}
+        if self.discriminator is not None:
+            self.train_steps["discriminator"] = distributed(self.replica_discriminator_step)
+        self.train_step = self.train_steps["generator" if self.discriminator is None else "gan"]
         self.eval_step = distributed(self.replica_eval)
 
 
@@ -242,12 +286,12 @@ def train(config: Config) -> str:
     for split in ("train", "test"):
         print(data.describe(config, split))
 
-    run = Run(config, strategy)
+    latest = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
+    run = Run(config, strategy, pretrained=not latest)
     run.compile()
     distributed = strategy.num_replicas_in_sync > 1
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy}, "
           f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
-    latest = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     start_epoch = latest_epoch(latest) if latest else 0
     if latest:  # everything but the data iterator, which is made per epoch below
@@ -257,48 +301,74 @@ def train(config: Config) -> str:
 
     train_size = data.load_source(config.dataset, config.dataset_path, "train", config.seed).size
     steps_per_epoch = max(1, train_size // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
+    total_steps = config.total_epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
     samples = next(iter(data.make_dataset(config, "test").unbatch().batch(config.sample_size)))
     stop = Stop()
     try:
-        for epoch in range(start_epoch, config.epochs):
-            run.epoch.assign(epoch)
+        for epoch in range(start_epoch, config.total_epochs):
+            resuming = epoch == start_epoch and latest
+            if not resuming:
+                run.epoch.assign(epoch), run.epoch_step.assign(0)
+            phase = config.phase(epoch)
+            if epoch == start_epoch or phase != config.phase(epoch - 1):
+                last = max(e for e in range(config.total_epochs) if config.phase(e) == phase)
+                print(f"phase {phase} ({PHASES[phase]}): epochs {epoch + 1}-{last + 1} of {config.total_epochs}",
+                      flush=True)
             skipped = data.Skipped()
             dataset = data.make_dataset(config, "train", epoch, skipped)
-            iterator = iter(strategy.experimental_distribute_dataset(dataset) if distributed else dataset)
+            if distributed:  # distributed iterators are not saved: skip the batches this epoch has done
+                dataset = strategy.experimental_distribute_dataset(dataset.skip(int(run.epoch_step.numpy())))
+            iterator = iter(dataset)
             # On one device the iterator is saved too: a resumed run continues with the very next batch.
             checkpoint = tf.train.Checkpoint(**run.state(**({} if distributed else {"iterator": iterator})))
             manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
-            if epoch == start_epoch and latest and not distributed:
+            if resuming and not distributed:
                 restore(tf.train.Checkpoint(iterator=iterator), latest, partial=True)
             elif epoch > start_epoch:  # the end of the previous epoch, saved with this epoch's fresh iterator
                 manager.save(checkpoint_number=int(run.step.numpy()))
             if int(run.step.numpy()) >= total_steps:
                 break
-            if _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run_dir):
+            if _train_epoch(run, phase, iterator, manager, writer, samples, stop, total_steps, run_dir, skipped):
                 break
-            print(f"epoch {epoch + 1}/{config.epochs} done: {skipped}", flush=True)
+            print(f"epoch {epoch + 1}/{config.total_epochs} done: {skipped}", flush=True)
             if config.validate:
                 validate(run, run_dir, writer)
         else:
-            if config.epochs > start_epoch:
-                run.epoch.assign(config.epochs)
+            if config.total_epochs > start_epoch:
+                run.epoch.assign(config.total_epochs)
                 manager.save(checkpoint_number=int(run.step.numpy()))
     finally:
         stop.restore()
+    history = os.path.join(run_dir, "history.jsonl")
+    if os.path.exists(history):  # also without validation: the curves of the whole run
+        plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
     return export(run, run_dir)
 
 
-def _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run_dir) -> bool:
+def _progress(values: dict) -> str:
+    """The losses a phase has, as the progress line shows them."""
+    parts = []
+    if "disc_loss" in values:
+        parts.append(f"D {values['disc_loss']:.3f} (real {values['disc_real']:.3f} fake {values['disc_fake']:.3f})")
+    if "gen_gan" in values:
+        parts.append(f"G {values['gen_loss']:.3f} (gan {values['gen_gan']:.3f} L1 {values['gen_l1']:.4f})")
+    elif "gen_l1" in values:
+        parts.append(f"G L1 {values['gen_l1']:.4f}")
+    return " ".join(parts) + f" acc {values['accuracy']:.3f}"
+
+
+def _train_epoch(run, phase, iterator, manager, writer, samples, stop, total_steps, run_dir, skipped) -> bool:
     """Steps until the epoch ends (False) or training must stop (True: max steps or a signal)."""
     config = run.config
+    train_step = run.train_steps[phase]
     batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
     for batch in iterator:
-        values = {k: float(v) for k, v in run.train_step(batch).items()}
+        values = {k: float(v) for k, v in train_step(batch).items()}
         step = int(run.step.assign_add(1).numpy())
+        run.epoch_step.assign_add(1)
         batches += 1
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
@@ -313,14 +383,12 @@ def _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run
                 rate = window_images / (time.perf_counter() - window_start)
                 window_start, window_images = time.perf_counter(), 0
             eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
-            print(f"epoch {int(run.epoch.numpy()) + 1}/{config.epochs} step {step}/{total_steps} | "
-                  f"D {values['disc_loss']:.3f} (real {values['disc_real']:.3f} fake {values['disc_fake']:.3f}) "
-                  f"G {values['gen_loss']:.3f} (gan {values['gen_gan']:.3f} L1 {values['gen_l1']:.4f}) "
-                  f"acc {values['accuracy']:.3f} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
+            print(f"epoch {int(run.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
+                  f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
             with writer.as_default(step=step):
                 for k, v in values.items():
                     tf.summary.scalar(f"train/{k}", v)
-            _append_history(run_dir, {"split": "train", "step": step, **values})
+            _append_history(run_dir, {"split": "train", "step": step, "phase": phase, **values})
         if step % config.sample_interval == 0:
             write_samples(run, samples, run_dir, writer)
         if config.validate and config.validate_interval and step % config.validate_interval == 0:
@@ -333,8 +401,7 @@ def _train_epoch(run, iterator, manager, writer, samples, stop, total_steps, run
                 write_samples(run, samples, run_dir, writer)
             print(f"stopped at step {step} ({stop.signal or 'max steps'}); checkpoint {manager.latest_checkpoint}")
             return True
-    if batches == 0:
-        data.check_not_empty(0, data.Skipped(), config, "train")
+    data.check_not_empty(batches, skipped, config, "train")
     return False
 
 

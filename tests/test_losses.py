@@ -93,3 +93,33 @@ def test_graph_mode_and_low_precision_logits():
     assert all(v.dtype == tf.float32 for v in graph)
     # the logits above are exact in bfloat16, so graph and eager agree
     np.testing.assert_allclose([float(v) for v in graph], eager, rtol=1e-5)
+
+
+def per_patch_mean(rows, f):
+    return sum(sum(f(x) for x in r) / len(r) for r in rows) / len(rows)
+
+
+def test_lsgan_losses_by_hand():
+    d = discriminator_loss(REAL, FAKE, kind="lsgan")
+    # REAL row 0: 0.5 * ((0-1)^2 + (2-1)^2 + (-1-1)^2) / 3 = 1.0; row 1: 0.5 * (0 + 0 + 9) / 3 = 1.5
+    assert float(d["real"]) == pytest.approx((1.0 + 1.5) / 2, rel=1e-6)
+    assert float(d["fake"]) == pytest.approx(per_patch_mean(FAKE_ROWS, lambda x: 0.5 * x * x), rel=1e-6)
+    smooth = discriminator_loss(REAL, FAKE, label_smoothing=True, kind="lsgan")
+    assert float(smooth["real"]) == pytest.approx(per_patch_mean(REAL_ROWS, lambda x: 0.5 * (x - 0.9) ** 2), rel=1e-6)
+    g = generator_loss(FAKE, tf.zeros((2, 1, 1, 2)), tf.ones((2, 1, 1, 2)), l1_weight=10.0, kind="lsgan")
+    assert float(g["gan"]) == pytest.approx(per_patch_mean(FAKE_ROWS, lambda x: 0.5 * (x - 1) ** 2), rel=1e-6)
+    assert float(g["total"]) == pytest.approx(float(g["gan"]) + 10.0, rel=1e-6)
+
+
+def test_hinge_losses_by_hand():
+    d = discriminator_loss(REAL, FAKE, kind="hinge")
+    # REAL: max(0, 1 - x): row 0 (1 + 0 + 2) / 3 = 1, row 1 (0 + 0 + 0) / 3 = 0
+    assert float(d["real"]) == pytest.approx(0.5, rel=1e-6)
+    # FAKE: max(0, 1 + x): row 0 (0 + 1 + 4) / 3, row 1 (0 + 0 + 1.5) / 3
+    assert float(d["fake"]) == pytest.approx((5 / 3 + 0.5) / 2, rel=1e-6)
+    g = generator_loss(FAKE, tf.zeros((2, 1, 1, 2)), tf.zeros((2, 1, 1, 2)), l1_weight=100.0, kind="hinge")
+    assert float(g["gan"]) == pytest.approx(-per_patch_mean(FAKE_ROWS, lambda x: x), rel=1e-6)
+    with pytest.raises(ValueError, match="no labels to smooth"):
+        discriminator_loss(REAL, FAKE, label_smoothing=True, kind="hinge")
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        generator_loss(FAKE, FAKE, FAKE, 1.0, kind="wgan")
