@@ -81,9 +81,12 @@ def main():
          "--json", report])
     with open(report) as f:
         results = json.load(f)
+    iterations = {}  # what each run did (pure-gray images are skipped, so epochs can be a batch short)
+    for name in args.methods:
+        with open(os.path.join(runs, name, "history.jsonl")) as f:
+            iterations[name] = max(json.loads(line)["step"] for line in f if line.strip())
     results["budget"] = dict(train_images=args.train_images, batch_size=args.batch_size, epochs=args.epochs,
-                             iterations=args.epochs * (args.train_images // args.batch_size),
-                             train_seconds=seconds)
+                             iterations=iterations, train_seconds=seconds)
     with open(report, "w") as f:
         json.dump(results, f, indent=2)
     print("training wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()))

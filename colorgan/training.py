@@ -340,6 +340,7 @@ def train(config: Config) -> str:
             if config.total_epochs > start_epoch:
                 run.epoch.assign(config.total_epochs)
                 manager.save(checkpoint_number=int(run.step.numpy()))
+                write_samples(run, samples, run_dir, writer)  # the finished model's, as at --max-steps
     finally:
         stop.restore()
     history = os.path.join(run_dir, "history.jsonl")

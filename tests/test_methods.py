@@ -28,32 +28,33 @@ def checkpoint_keys(run_dir):
 @pytest.mark.parametrize("name, extra", [
     ("unet", ["--model", "unet", "--color-space", "rgb"]),
     ("encdec", ["--model", "encoder-decoder", "--gan-loss", "lsgan"]),
-    ("mobilenet", ["--backbone", "mobilenetv2", "--gan-loss", "hinge", "--color-space", "rgb"]),
+    ("mobilenet", ["--backbone", "mobilenetv2", "--model", "unet", "--color-space", "rgb"]),
 ])
 def test_method_trains_resumes_and_evaluates(tiny_folder, tmp_path, capsys, name, extra):  # noqa: F811
-    run_dir = train(tiny_folder, tmp_path, name, "--max-steps", "2", *extra)
+    run_dir = train(tiny_folder, tmp_path, name, "--max-steps", "1", *extra)
     keys = checkpoint_keys(run_dir)
-    assert ("discriminator" in keys) == (name != "unet"), keys
+    assert ("discriminator" in keys) == (name == "encdec"), keys
     before = [w.numpy() for w in keras.saving.load_model(str(run_dir / "generator.keras"), compile=False).weights]
-    train(tiny_folder, tmp_path, name, "--max-steps", "3", *extra)
+    train(tiny_folder, tmp_path, name, "--max-steps", "2", *extra)
     out = capsys.readouterr().out
-    assert "resumed from" in out and "at step 2" in out and "step 3/3" in out
-    phase = "generator" if name == "unet" else "gan"
-    assert f"phase {phase}" in out and f" {phase} step 3/3" in out
+    assert "resumed from" in out and "at step 1" in out and "step 2/2" in out
+    phase = "gan" if name == "encdec" else "generator"
+    assert f"phase {phase}" in out and f" {phase} step 2/2" in out
     rows = [json.loads(line) for line in open(run_dir / "history.jsonl")]
-    assert [(r["step"], r["phase"]) for r in rows] == [(1, phase), (2, phase), (3, phase)]
+    assert [(r["step"], r["phase"]) for r in rows] == [(1, phase), (2, phase)]
     assert all(np.isfinite(v) for r in rows for k, v in r.items() if k not in ("split", "phase"))
     generator, _ = inference.load_run(str(run_dir))
-    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, generator.weights)), "step 3 trained"
-    report = evaluation.main(["--checkpoints-path", str(run_dir), "--max-images", "8"])
-    assert [row["name"] for row in report["rows"]] == [name, "gray baseline"]
-    assert 0 <= report["rows"][0]["acc"] <= 1 and np.isfinite(report["rows"][0]["delta_e"])
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, generator.weights)), "step 2 trained"
+    if name == "unet":  # test_eval.py reads any method's run the same way: once is enough here
+        report = evaluation.main(["--checkpoints-path", str(run_dir), "--max-images", "8"])
+        assert [row["name"] for row in report["rows"]] == [name, "gray baseline"]
+        assert 0 <= report["rows"][0]["acc"] <= 1 and np.isfinite(report["rows"][0]["delta_e"])
 
 
 def test_nogan_phases_run_in_order_and_resume_across_them(tiny_folder, tmp_path, capsys):  # noqa: F811
     # 32 images / batch 8 = 4 steps an epoch: G alone for 4 steps, D alone for 4, then GAN for 4.
     staged = ["--batch-size", "8", "--pretrain-generator-epochs", "1", "--pretrain-discriminator-epochs", "1",
-              "--epochs", "1", "--keep-checkpoints", "20"]
+              "--epochs", "1", "--keep-checkpoints", "20", "--gan-loss", "hinge"]
     run_dir = train(tiny_folder, tmp_path, "nogan", *staged, "--max-steps", "6")  # stops inside phase 2
     first = capsys.readouterr().out
     assert "phase generator" in first and "epochs 1-1 of 3" in first and "phase discriminator" in first

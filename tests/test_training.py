@@ -84,8 +84,8 @@ def test_train_py_writes_everything_and_resumes(tiny_folder, tmp_path):
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
     # 32 images / batch 4 = 8 steps an epoch: 12 steps cross an epoch end after the kill.
     steps = ["--max-steps", "12", "--epochs", "2"]
-    run_to_end(tiny_args(tiny_folder, tmp_path / "a", *steps))
-    run_to_end(tiny_args(tiny_folder, tmp_path / "b", *steps))  # measures run-to-run noise
+    # a and b (b measures run-to-run noise) run side by side with c: start-up dominates their time
+    uninterrupted = [train_process(tiny_args(tiny_folder, tmp_path / k, *steps)) for k in "ab"]
     process = train_process(tiny_args(tiny_folder, tmp_path / "c", *steps))
     for line in process.stdout:
         if "step 5/12" in line:  # step 4's checkpoint is complete; step 5's may be half-written
@@ -93,6 +93,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    for p in uninterrupted:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
     out = run_to_end(tiny_args(tiny_folder, tmp_path / "c", *steps))
     assert "resumed from" in out and "step 12/12" in out
     a, b, c = (generator_weights(tmp_path / k) for k in "abc")
