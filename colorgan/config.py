@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 
 MODELS = ("gan", "unet", "encoder-decoder")
+GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
 
@@ -49,7 +50,7 @@ class Config:
     backbone_weights: str = _opt("none", "the backbone's initial weights: imagenet (downloads when online), "
                                  "a local weights file, or none")
     gan_loss: str = _opt("bce", "adversarial loss: bce (the paper), lsgan (least squares) or hinge",
-                         choices=("bce", "lsgan", "hinge"))
+                         choices=GAN_LOSSES)
     pretrain_generator_epochs: int = _opt(0, "NoGAN staging: first train the generator alone with L1 for N epochs")
     pretrain_discriminator_epochs: int = _opt(0, "NoGAN staging: then train the discriminator alone against the "
                                               "pretrained generator for N epochs, before --epochs of GAN training")

@@ -7,6 +7,8 @@ mean over the global batch. Everything is computed in float32, whatever the mode
 import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import tensorflow as tf
 
+from colorgan.config import GAN_LOSSES
+
 
 def _per_example_mean(x):
     """(bs, ...) -> (bs,): mean over everything but the batch axis."""
@@ -24,9 +26,6 @@ def _bce(logits, label, global_batch_size):
 def _mean(per_patch, global_batch_size):
     """Batch average of the per-example mean of a per-patch loss."""
     return tf.nn.compute_average_loss(_per_example_mean(per_patch), global_batch_size=global_batch_size)
-
-
-GAN_LOSSES = ("bce", "lsgan", "hinge")
 
 
 def discriminator_loss(real_logits, fake_logits, label_smoothing: bool = False, global_batch_size=None,

@@ -118,7 +118,7 @@ def backbone_skips(name: str) -> tuple[str, ...]:
         if isinstance(layer, (layers.InputLayer, layers.ZeroPadding2D)):  # padded maps are not features
             continue
         shape = layer.output.shape
-        if shape and len(shape) == 4 and shape[1] == shape[2] and shape[1] in (32, 16, 8, 4, 2):
+        if len(shape) == 4 and shape[1] == shape[2] and shape[1] in (32, 16, 8, 4, 2):
             deepest[64 // shape[1]] = layer.name
     if sorted(deepest) != [2, 4, 8, 16, 32]:
         raise ValueError(f"{name}: no feature map at every stride 2..32 ({sorted(deepest)})")
