@@ -323,6 +323,19 @@ def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> S
     return Source(f"{kind} [{split}] {path}", len(paths), paths=paths)
 
 
+def spread(source: Source, n: int) -> Source:
+    """n images evenly spaced over a split: every class of a class-ordered folder, not the first one.
+    A streamed (TFDS) split is shuffled already: its first n."""
+    if n >= source.size:
+        return source
+    if source.stream is not None:
+        return dataclasses.replace(source, size=n, stream=lambda: source.stream().take(n))
+    chosen = np.arange(n) * source.size // n
+    if source.images is not None:
+        return dataclasses.replace(source, size=n, images=source.images[chosen], gray_removed=0)
+    return dataclasses.replace(source, size=n, paths=[source.paths[i] for i in chosen])
+
+
 # ----------------------------------------------------------------------------------------------
 # The pipeline
 
@@ -363,14 +376,15 @@ def _to_model_input(rgb, color_space):
 
 
 def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
-                 with_rgb: bool = False) -> tf.data.Dataset:
+                 with_rgb: bool = False, source: Source | None = None) -> tf.data.Dataset:
     """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
     with the 8-bit sRGB images (bs, S, S, 3) as a third element when with_rgb.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
+    source: a part of the split (spread) instead of all of it.
     """
-    source = load_source(config.dataset, config.dataset_path, split, config.seed)
+    source = source or load_source(config.dataset, config.dataset_path, split, config.seed)
     skipped = skipped if skipped is not None else Skipped()
     skipped.gray += source.gray_removed
     train = split == "train"

@@ -47,11 +47,24 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
     return generator, config
 
 
-def colorize_batch(generator: keras.Model, config: Config, gray) -> tf.Tensor:
-    """Normalised L (bs, H, W, 1) -> sRGB float (bs, H, W, 3) in [0, 1], BatchNorm in inference mode."""
-    colour = models.colorize(generator, tf.convert_to_tensor(gray, tf.float32), config.generator_output,
-                             training=False)
-    return color.postprocess(colour, config.color_space)
+def colorize_batch(generator: keras.Model, config: Config, gray, keep_l: bool = False) -> tf.Tensor:
+    """Normalised L (bs, H, W, 1) -> sRGB float (bs, H, W, 3) in [0, 1], BatchNorm in inference mode.
+
+    keep_l: the input's own L with the generator's a and b, out-of-gamut chroma shrunk (fit_gamut),
+    as colorize_image gives a user; otherwise the generator's whole output (the paper's protocol).
+    """
+    gray = tf.convert_to_tensor(gray, tf.float32)
+    colour = models.colorize(generator, gray, config.generator_output, training=False)
+    if not keep_l:
+        return color.postprocess(colour, config.color_space)
+    return fit_gamut((gray + 1.0) * color.L_SCALE, _ab(colour, config))
+
+
+def _ab(colour, config: Config) -> tf.Tensor:
+    """The a and b channels (CIELAB units) of the generator's output in its colour space."""
+    if config.color_space == "rgb":
+        colour = color.normalize_lab(color.rgb_to_lab(color.postprocess(colour, "rgb")))
+    return tf.cast(colour[..., 1:], tf.float32) * color.AB_SCALE
 
 
 def gray_to_rgb(gray) -> np.ndarray:
@@ -111,8 +124,6 @@ def colorize_image(generator: keras.Model, config: Config, rgb: np.ndarray, rend
     pad = [(0, 0), (0, -size[0] % stride), (0, -size[1] % stride), (0, 0)]
     gray = tf.pad(gray, pad, mode="SYMMETRIC")  # size >= stride > padding: always valid
     colour = models.colorize(generator, gray, config.generator_output, training=False)[:, :size[0], :size[1]]
-    if config.color_space == "rgb":  # an RGB generator's a, b: convert its output to Lab first
-        colour = color.normalize_lab(color.rgb_to_lab(color.postprocess(colour, "rgb")))
-    ab = tf.image.resize(tf.cast(colour[..., 1:], tf.float32) * color.AB_SCALE, (h, w))[0].numpy()  # (H, W, 2)
+    ab = tf.image.resize(_ab(colour, config), (h, w))[0].numpy()  # (H, W, 2)
     out = _lab_stripes(lambda l, a: color.to_uint8(fit_gamut(l, a)).numpy(), L, ab)
     return out

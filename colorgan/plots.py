@@ -19,17 +19,22 @@ def save_figure(fig, path: str) -> str:
 
 def sample_grid(gray, real, fake, path: str, title: str = "") -> str:
     """One row per image: gray input | original | colourised (uint8 or float [0, 1] arrays)."""
-    n = len(gray)
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n + 0.4), squeeze=False)
-    for row in range(n):
-        for col, (image, name) in enumerate(((gray[row], "gray"), (real[row], "original"),
-                                             (fake[row], "colourised"))):
+    return image_grid({"gray": gray, "original": real, "colourised": fake}, path, title)
+
+
+def image_grid(columns: dict, path: str, title: str = "") -> str:
+    """One row per image, one titled column per entry of columns (name -> images; gray ones first)."""
+    n, width = len(next(iter(columns.values()))), len(columns)
+    fig, axes = plt.subplots(n, width, figsize=(2 * width, 2 * n + 0.4), squeeze=False)
+    for col, (name, images) in enumerate(columns.items()):
+        for row in range(n):
+            image = np.asarray(images[row])
             ax = axes[row, col]
-            ax.imshow(np.squeeze(image), cmap="gray" if col == 0 else None, vmin=0,
-                      vmax=255 if np.asarray(image).dtype == np.uint8 else 1, interpolation="nearest")
+            ax.imshow(np.squeeze(image), cmap="gray" if image.ndim == 2 or image.shape[-1] == 1 else None,
+                      vmin=0, vmax=255 if image.dtype == np.uint8 else 1, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
-                ax.set_title(name)
+                ax.set_title(name, fontsize=9)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2 * n + 0.4)))  # leave the title its own line
     return save_figure(fig, path)

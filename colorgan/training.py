@@ -47,12 +47,12 @@ def precision_policy(config: Config) -> str:
 
 
 def learning_rate(config: Config, step, scale: float = 1.0):
-    """lr * rate^(step / decay_steps), floored at 1e-6, as the authors decay it."""
-    lr = config.lr * scale
+    """lr * rate^(step / decay_steps) floored at 1e-6, then times scale (the discriminator's 1/10,
+    so its floor is 1e-7), as the authors decay it."""
     if not config.lr_decay:
-        return tf.constant(lr, tf.float32)
-    decayed = lr * tf.pow(config.lr_decay_rate, tf.cast(step, tf.float32) / config.lr_decay_steps)
-    return tf.maximum(1e-6, decayed)
+        return tf.constant(config.lr * scale, tf.float32)
+    decayed = config.lr * tf.pow(config.lr_decay_rate, tf.cast(step, tf.float32) / config.lr_decay_steps)
+    return tf.maximum(1e-6, decayed) * scale
 
 
 class Run:
@@ -164,20 +164,22 @@ class Run:
                     gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"], accuracy=self._accuracy(colour, fake))
 
     def replica_eval(self, gray, colour):
-        """Losses and accuracy on one batch with BatchNorm in inference mode and no dropout."""
+        """Sums of the losses and accuracy over one replica's batch (BatchNorm in inference mode, no
+        dropout): summed over replicas and divided by the count, they are means over the test split."""
         config, G, D = self.config, self.generator, self.discriminator
+        n = tf.shape(gray)[0]  # the losses' mean over this replica's batch, not a share of a global batch
         fake = models.colorize(G, gray, config.generator_output, training=False)
-        l1 = losses.l1_loss(fake, colour)
+        l1 = losses.l1_loss(fake, colour, n)
         values = dict(gen_loss=config.l1_weight * l1, gen_l1=l1,
                       accuracy=metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh))
         if D is not None:
             real_logits = D(tf.concat([gray, colour], -1), training=False)
             fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=False)
-            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, kind=config.gan_loss)
-            gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, kind=config.gan_loss)
+            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, n, config.gan_loss)
+            gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, n, config.gan_loss)
             values |= dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
                            gen_loss=gen["total"], gen_gan=gen["gan"])
-        n = tf.cast(tf.shape(gray)[0], tf.float32)
+        n = tf.cast(n, tf.float32)
         return {k: v * n for k, v in values.items()} | {"count": n}  # sums: batches may differ in size
 
     def compile(self):
@@ -305,7 +307,10 @@ def train(config: Config) -> str:
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
-    samples = next(iter(data.make_dataset(config, "test").unbatch().batch(config.sample_size)))
+    test = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    # Spread over the split: a class-ordered folder's first images are all of one class.
+    samples = data.make_dataset(config, "test", source=data.spread(test, config.sample_size))
+    samples = next(iter(samples.unbatch().batch(config.sample_size)))
     stop = Stop()
     try:
         for epoch in range(start_epoch, config.total_epochs):
@@ -447,7 +452,13 @@ def validate(run: Run, run_dir: str, writer) -> dict:
 def export(run: Run, run_dir: str) -> str:
     """Save the generator as a .keras file (colourisation loads it with config.json beside it)."""
     path = os.path.join(run_dir, "generator.keras")
-    run.generator.save(path + ".tmp.keras")
+    generator = run.generator
+    if run.policy != "float32":  # saved layers keep their policy: colourise in float32 on any machine
+        keras.mixed_precision.set_global_policy("float32")
+        generator = models.generator_for(run.config, pretrained=False)
+        generator.set_weights(run.generator.get_weights())
+        keras.mixed_precision.set_global_policy(run.policy)
+    generator.save(path + ".tmp.keras")
     os.replace(path + ".tmp.keras", path)
     print(f"generator exported to {path}")
     return path

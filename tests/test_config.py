@@ -10,6 +10,8 @@ def test_presets_follow_the_authors_and_flags_win():
     assert (cifar.batch_size, cifar.epochs, cifar.image_size, cifar.lr_decay_steps, cifar.augment) == (128, 200, 32, 1e4, True)
     places = config.parse_args(["--dataset", "places365"])
     assert (places.batch_size, places.epochs, places.image_size, places.label_smoothing) == (16, 10, 256, True)
+    # the authors' field default; only their CIFAR-10 command passes 1e4
+    assert places.lr_decay_steps == config.parse_args(["--dataset", "folder"]).lr_decay_steps == 5e5
     mixed = config.parse_args(["--dataset", "places365", "--batch-size", "4", "--label-smoothing", "no"])
     assert (mixed.batch_size, mixed.label_smoothing, mixed.epochs) == (4, False, 10)
 

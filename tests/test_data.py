@@ -130,6 +130,11 @@ def test_train_test_subfolders_with_classes(tmp_path):
     cfg = config.make_config(dataset="folder", dataset_path=str(tmp_path), batch_size=4, image_size=32)
     assert data.load_source(cfg.dataset, cfg.dataset_path, "train").size == 12
     assert data.load_source(cfg.dataset, cfg.dataset_path, "test").size == 6
+    # a few images spread over a class-ordered split come from every class, as sample grids need
+    train = data.load_source(cfg.dataset, cfg.dataset_path, "train")
+    picked = data.spread(train, 4)
+    assert [os.path.basename(os.path.dirname(p)) for p in picked.paths] == ["cat", "cat", "dog", "dog"]
+    assert sum(len(g) for g, _ in data.make_dataset(cfg, "test", source=picked)) == 4
 
 
 def write_png16(path, rgb16):

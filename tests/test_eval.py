@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorgan import color, config, evaluation, images, inference, training
+import tensorflow as tf
+
+from colorgan import color, config, data, evaluation, images, inference, training
 from tests.test_training import tiny_args
 
 
@@ -66,6 +68,17 @@ def photo_zoo(tmp_path, shared_data):
     Image.fromarray(base[:5, :7]).save(z / "tiny.png")
     (z / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     return z
+
+
+def test_batches_keep_the_input_lightness_when_asked(trained):
+    generator, cfg = inference.load_run(str(trained / "runs" / "run"))  # predicts L, a and b
+    gray = next(iter(data.make_dataset(cfg, "test")))[0]
+    L_in = color.denormalize_lab(tf.concat([gray, tf.zeros_like(gray), tf.zeros_like(gray)], -1))[..., 0]
+    lightness = lambda rgb: color.rgb_to_lab(rgb)[..., 0]  # noqa: E731
+    own = lightness(inference.colorize_batch(generator, cfg, gray))
+    kept = lightness(inference.colorize_batch(generator, cfg, gray, keep_l=True))
+    assert np.abs(kept - L_in).max() < 0.05  # only chroma is fitted into the gamut
+    assert np.abs(own - L_in).mean() > 1.0  # a one-step generator's own L is far off: the test can fail
 
 
 def test_colourise_photos_keeps_size_and_lightness(trained, photo_zoo, tmp_path, capsys):

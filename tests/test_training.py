@@ -66,6 +66,38 @@ def test_a_few_real_steps_lower_the_l1_loss(shared_data):
     assert l1[-1] < 0.8 * l1[0], l1
 
 
+# (step, generator's rate, discriminator's) by hand: max(1e-6, 3e-4 * 0.1^(step / decay steps)), D's / 10
+AUTHORS_RATES = {
+    "cifar10": [(0, 3e-4, 3e-5), (1e4, 3e-5, 3e-6), (24800, 1e-6, 1e-7), (30000, 1e-6, 1e-7)],  # 9.93e-7 floored
+    "places365": [(0, 3e-4, 3e-5), (1e4, 2.86498e-4, 2.86498e-5), (24800, 2.67622e-4, 2.67622e-5),
+                  (30000, 2.61289e-4, 2.61289e-5)],
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(AUTHORS_RATES))
+def test_learning_rates_follow_the_authors_schedule(dataset):
+    cfg = config.make_config(dataset=dataset)
+    for step, gen_rate, disc_rate in AUTHORS_RATES[dataset]:
+        assert float(training.learning_rate(cfg, step)) == pytest.approx(gen_rate, rel=1e-4), step
+        assert float(training.learning_rate(cfg, step, 0.1)) == pytest.approx(disc_rate, rel=1e-4), step
+
+
+def test_an_iteration_updates_d_once_and_g_twice_each_only_its_own(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4)
+    run = training.Run(cfg, tf.distribute.get_strategy())
+    run.compile()
+    batch = next(iter(data.make_dataset(cfg, "train")))
+    run.train_step(batch)
+    assert (int(run.disc_opt.iterations), int(run.gen_opt.iterations)) == (1, 2)
+    weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
+    for phase, trained, frozen in (("discriminator", run.discriminator, run.generator),
+                                   ("generator", run.generator, run.discriminator)):
+        before_trained, before_frozen = weights(trained), weights(frozen)
+        run.train_steps[phase](batch)
+        assert all(np.array_equal(a, b) for a, b in zip(before_frozen, weights(frozen))), phase
+        assert not all(np.array_equal(a, b) for a, b in zip(before_trained, weights(trained))), phase
+
+
 def test_train_py_writes_everything_and_resumes(tiny_folder, tmp_path):
     out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "3", "--sample-interval", "3"))
     run_dir = tmp_path / "run"
@@ -128,7 +160,7 @@ def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_pa
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
 
 
-def test_bfloat16_step_on_cpu(shared_data):
+def test_bfloat16_step_on_cpu(shared_data, tmp_path):
     cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4,
                              mixed_precision="bfloat16")
     try:
@@ -139,6 +171,11 @@ def test_bfloat16_step_on_cpu(shared_data):
         assert run.generator.get_layer("enc1").compute_dtype == "bfloat16"
         assert run.generator.get_layer("enc1").variable_dtype == "float32"
         assert run.generator.output.dtype == "float32"
+        # exported in float32: a run trained in reduced precision colourises in float32 anywhere
+        exported = keras.saving.load_model(training.export(run, str(tmp_path)), compile=False)
+        assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}  # [0]: the input
+        gray = next(iter(data.make_dataset(cfg, "test")))[0]
+        np.testing.assert_allclose(exported(gray, training=False), run.generator(gray, training=False), atol=0.05)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -155,7 +192,7 @@ cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True)
 rng = np.random.default_rng(0)
 gray = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 1)), tf.float32)
 colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
-before, after, losses = [], [], []
+before, after, losses, evals = [], [], [], []
 for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
     run = training.Run(cfg, strategy)
     run.compile()
@@ -167,12 +204,15 @@ for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["
     batch = (gray, colour)
     if strategy.num_replicas_in_sync > 1:
         batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+    totals = run.eval_step(batch)  # validation: means over the batch whatever the device count
+    evals.append({k: float(v) / float(totals["count"]) for k, v in totals.items() if k != "count"})
     losses.append({k: float(v) for k, v in run.train_step(batch).items()})
     after.append([v.numpy() for v in kernels])
     print(strategy.num_replicas_in_sync, losses[-1])
 assert all(np.array_equal(a, b) for a, b in zip(*before)), "both start from the same weights"
-for k in losses[0]:
-    assert abs(losses[0][k] - losses[1][k]) <= 1e-4 * max(1.0, abs(losses[0][k])), k
+for one, two in (losses, evals):
+    for k in one:
+        assert abs(one[k] - two[k]) <= 1e-4 * max(1.0, abs(one[k])), (k, one[k], two[k])
 update = np.mean(np.concatenate([np.abs(a - b).ravel() for a, b in zip(after[0], before[0])]))
 difference = np.mean(np.concatenate([np.abs(a - b).ravel() for a, b in zip(*after)]))
 print("mean update", update, "mean difference", difference)
