@@ -9,6 +9,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from colorgan.files import write_text
+
 
 MODELS = ("gan", "unet", "encoder-decoder")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
@@ -79,12 +81,7 @@ class Config:
 
     def save(self, directory: str) -> str:
         """Write config.json into directory (atomically) and return its path."""
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "config.json")
-        with open(path + ".tmp", "w") as f:
-            f.write(self.to_json() + "\n")
-        os.replace(path + ".tmp", path)
-        return path
+        return write_text(os.path.join(directory, "config.json"), self.to_json() + "\n")
 
     @property
     def run_dir(self) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
-from colorgan import color, images
+from colorgan import color, files, images
 from colorgan.config import Config, UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -202,9 +202,7 @@ def _places_paths(root: str, split: str) -> list[str]:
     else:
         paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if images.is_image_file(f))
     try:
-        with open(flist + ".tmp", "w") as f:
-            f.writelines(os.path.relpath(p, root) + "\n" for p in paths)
-        os.replace(flist + ".tmp", flist)
+        files.write_text(flist, "".join(os.path.relpath(p, root) + "\n" for p in paths))
     except OSError as error:  # a read-only dataset folder still works, only slower to start
         print(f"note: cannot write the file list {flist} ({error})")
     return paths

@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from colorgan.files import atomic_path
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_ASPECT = 4  # longer side kept at most 4x the shorter: a 1x10000 strip must not become 256x2.5M
 
@@ -105,6 +107,6 @@ def is_gray(rgb: np.ndarray, tolerance: int = 2) -> bool:
 
 def write_png(rgb: np.ndarray, path: str) -> str:
     """Write uint8 RGB as PNG atomically: a killed run leaves no half-written file behind."""
-    Image.fromarray(rgb).save(path + ".tmp", format="PNG")
-    os.replace(path + ".tmp", path)
+    with atomic_path(path) as temporary:
+        Image.fromarray(rgb).save(temporary, format="PNG")
     return path

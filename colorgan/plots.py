@@ -8,12 +8,13 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from colorgan.files import atomic_path  # noqa: E402
+
 
 def save_figure(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path + ".tmp.png", dpi=100)
+    with atomic_path(path) as temporary:  # a viewer never sees a half-written file
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)  # a viewer never sees a half-written file
     return path
 
 

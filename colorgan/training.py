@@ -16,7 +16,7 @@ import colorgan  # noqa: F401  (sets TensorFlow's environment before it is impor
 import keras
 import tensorflow as tf
 
-from colorgan import color, data, losses, metrics, models, plots
+from colorgan import color, data, files, losses, metrics, models, plots
 from colorgan.config import Config, UserError, differences, load_config
 
 ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone")  # a checkpoint only fits these
@@ -458,7 +458,7 @@ def export(run: Run, run_dir: str) -> str:
         generator = models.generator_for(run.config, pretrained=False)
         generator.set_weights(run.generator.get_weights())
         keras.mixed_precision.set_global_policy(run.policy)
-    generator.save(path + ".tmp.keras")
-    os.replace(path + ".tmp.keras", path)
+    with files.atomic_path(path) as temporary:
+        generator.save(temporary)
     print(f"generator exported to {path}")
     return path

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
-from colorgan import images
+from colorgan import files, images
 from colorgan.config import Config, UserError
 
 SIDES = ("left", "right")
@@ -612,8 +612,8 @@ def summary_chart(rows: list[dict], path: str) -> str:
     ax.set_xlabel("fooled rate (%), 95% Wilson interval; 50% = chance")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)  # a viewer never sees a half-written file
+    with files.atomic_path(path) as temporary:  # a viewer never sees a half-written file
+        fig.savefig(temporary, dpi=100)
     return path
 
 

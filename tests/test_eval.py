@@ -7,7 +7,7 @@ from PIL import Image
 
 import tensorflow as tf
 
-from colorgan import color, config, data, evaluation, images, inference, training
+from colorgan import color, config, data, evaluation, files, images, inference, training
 from tests.test_training import tiny_args
 
 
@@ -107,6 +107,28 @@ def test_outputs_never_overwrite_inputs(trained, photo_zoo):
     failed = evaluation.colorize_files(generator, run_config, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
     assert failed and "overwrite an input" in failed[0]
     assert (photo_zoo / "keep.png").read_bytes() == b"precious"
+
+
+def test_a_link_planted_at_a_temporary_name_is_not_followed(trained, tmp_path, shared_data):
+    (tmp_path / "in").mkdir(), (tmp_path / "out").mkdir()
+    photo = tmp_path / "in" / "c3.jpg"
+    Image.open(images.list_images(str(shared_data / "cifar10" / "test"))[0]).save(photo)
+    before = photo.read_bytes()
+    (tmp_path / "out" / "c3.png.tmp").symlink_to(photo)  # the name the writer used to use
+    failed = evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"),
+                              "--test-input", str(tmp_path / "in"), "--test-output", str(tmp_path / "out")])
+    assert not failed and photo.read_bytes() == before
+    assert (tmp_path / "out" / "c3.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c3.png", "c3.png.tmp"]  # no leftovers
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "kept.txt"
+    files.write_text(str(target), "old")
+    with pytest.raises(RuntimeError), files.atomic_path(str(target)) as temporary:
+        open(temporary, "w").write("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
 
 
 def test_large_photo_is_rendered_within_the_pixel_budget(trained):

@@ -1,0 +1,35 @@
+"""Writing files so that a reader never sees half of one and a planted link is never followed."""
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a fresh temporary name beside path for a writer to fill; rename it onto path when the
+    block succeeds, remove it when it fails.
+
+    The name is random and created exclusively, so a symbolic link planted at a predictable
+    "path.tmp" cannot redirect the write; os.replace swaps a link at path itself, not its target.
+    It keeps path's extension: Keras and matplotlib choose the format by it.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1])
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def write_text(path: str, text: str) -> str:
+    with atomic_path(path) as temporary, open(temporary, "w") as f:
+        f.write(text)
+    return path
