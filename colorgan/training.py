@@ -74,6 +74,8 @@ class Run:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+            # Which networks the checkpoint holds: checked before restoring, even without config.json.
+            self.architecture = tf.Variable(architecture(config), dtype=tf.string, trainable=False)
             self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
             self.disc_opt = None if self.discriminator is None else keras.optimizers.Adam(
                 lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
@@ -94,7 +96,7 @@ class Run:
     def state(self, **extra) -> dict:
         state = dict(generator=self.generator, discriminator=self.discriminator, gen_opt=self.gen_opt,
                      disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, epoch_step=self.epoch_step,
-                     rng=self.rng, **extra)
+                     rng=self.rng, architecture=self.architecture, **extra)
         return {k: v for k, v in state.items() if v is not None}  # --model unet has no discriminator
 
     def _accuracy(self, colour, fake):
@@ -251,11 +253,76 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
                             f"({first})") from None
 
 
-def latest_epoch(path: str) -> int:
-    try:
-        return int(tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    except Exception as error:
-        raise TrainingError(f"cannot read checkpoint {path}: {str(error).splitlines()[0][:300]}") from None
+def architecture(config: Config) -> str:
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ARCHITECTURE)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def resume(run: "Run", checkpoint_dir: str) -> str | None:
+    """Restore the newest checkpoint that restores; returns its path (None: there is none).
+
+    A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
+    another architecture is an error, as are checkpoints of which none restores.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    problems = []
+    for path in paths:
+        path = path if os.path.isabs(path) else os.path.join(checkpoint_dir, path)
+        try:
+            names = dict(tf.train.list_variables(path))
+            tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+        except Exception as error:  # TF raises many kinds on missing or truncated files
+            problems.append(f"{path}: {_first_line(error)}")
+            continue
+        objects = run.state()
+        key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
+        if key in names:
+            recorded = tf.train.load_variable(path, key).decode()
+            if recorded != architecture(run.config):
+                raise TrainingError(f"{path} holds {recorded}; this command asks for {architecture(run.config)}. "
+                                    "Use another --name, or the same settings to resume.")
+        else:
+            del objects["architecture"]  # written before colorgan recorded it
+        try:
+            restore(tf.train.Checkpoint(**objects), path)
+        except TrainingError as error:
+            problems.append(str(error))
+            continue
+        for problem in problems:
+            print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
+        return path
+    if problems:
+        raise TrainingError("no checkpoint could be restored: " + "; ".join(problems))
+    return None
+
+
+def _earlier_run(run_dir: str) -> list[str]:
+    """What an earlier run left in run_dir (other workers' folders do not count)."""
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-"))
+
+
+def _move_aside(run_dir: str) -> None:
+    if _earlier_run(run_dir):
+        aside = f"{os.path.normpath(run_dir)}.{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(run_dir, aside)
+        print(f"--fresh: moved the earlier run to {aside}", flush=True)
+
+
+def _drop_history_after(run_dir: str, step: int) -> None:
+    """history.jsonl rows past the restored step were logged by a process killed before its next
+    checkpoint: the resumed run logs those steps again."""
+    path = os.path.join(run_dir, "history.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        files.write_text(path, "".join(rows))
 
 
 def _format_eta(seconds: float) -> str:
@@ -277,28 +344,39 @@ def _is_chief() -> bool:
         task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
 
 
-def train(config: Config) -> str:
-    """Train (or resume) the run in config.run_dir; returns the path of the exported generator."""
+def train(config: Config, fresh: bool = False) -> str:
+    """Train (or resume) the run in config.run_dir; returns the path of the exported generator.
+
+    fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
+    """
     strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    chief = _is_chief()
+    if fresh and chief:
+        _move_aside(config.run_dir)
+    checkpoint_state = tf.train.get_checkpoint_state(os.path.join(config.run_dir, "checkpoints"))
+    if chief and not checkpoint_state and _earlier_run(config.run_dir):
+        raise TrainingError(f"{config.run_dir} holds an earlier run ({', '.join(_earlier_run(config.run_dir))}) "
+                            "but no checkpoint to resume from: pass --fresh to move it aside and start anew, "
+                            "or choose another --name")
     # Every worker writes checkpoints (saving is collective); only the chief's are kept.
-    run_dir = config.run_dir if _is_chief() else os.path.join(config.run_dir, f".worker-{os.getpid()}")
+    run_dir = config.run_dir if chief else os.path.join(config.run_dir, f".worker-{os.getpid()}")
     os.makedirs(run_dir, exist_ok=True)
     _check_config(config, config.run_dir)
     print(f"config: {config.to_json()}", flush=True)
     for split in ("train", "test"):
         print(data.describe(config, split))
 
-    latest = tf.train.latest_checkpoint(os.path.join(config.run_dir, "checkpoints"))
-    run = Run(config, strategy, pretrained=not latest)
+    run = Run(config, strategy, pretrained=not checkpoint_state)
     run.compile()
     distributed = strategy.num_replicas_in_sync > 1
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy}, "
           f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    start_epoch = latest_epoch(latest) if latest else 0
-    if latest:  # everything but the data iterator, which is made per epoch below
-        restore(tf.train.Checkpoint(**run.state()), latest)
+    latest = resume(run, os.path.join(config.run_dir, "checkpoints"))  # all but the data iterator, made per epoch
+    start_epoch = int(run.epoch.numpy())
+    if latest:
         print(f"resumed from {latest} at step {int(run.step.numpy())}", flush=True)
+        _drop_history_after(run_dir, int(run.step.numpy()))
     config.save(run_dir)  # only now: a command that does not fit the run must not overwrite it
 
     train_size = data.load_source(config.dataset, config.dataset_path, "train", config.seed).size

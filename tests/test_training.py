@@ -130,6 +130,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
         assert p.returncode == 0, out
     out = run_to_end(tiny_args(tiny_folder, tmp_path / "c", *steps))
     assert "resumed from" in out and "step 12/12" in out
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "c" / "run" / "history.jsonl")]
+    assert steps == list(range(1, 13))  # the steps after step 4's checkpoint are logged once, after resuming
     a, b, c = (generator_weights(tmp_path / k) for k in "abc")
     noise = max(np.abs(x - y).max() for x, y in zip(a, b))
     resumed = max(np.abs(x - y).max() for x, y in zip(a, c))
@@ -150,14 +152,39 @@ def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_pa
     with pytest.raises(training.TrainingError, match=r"--generator-output lab.*--generator-output ab"):
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
                                                    "--generator-output", "ab")))
-    os.remove(run_dir / "config.json")  # no config to compare: the checkpoint itself must not fit
-    with pytest.raises(training.TrainingError, match=f"cannot restore checkpoint {run_dir}.*ckpt-1"):
-        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
-                                                   "--generator-output", "ab")))
+    os.remove(run_dir / "config.json")  # no config to compare: the checkpoint records what it holds
+    for flags in (["--generator-output", "ab"], ["--model", "unet"]):  # a U-Net would fit the GAN's G
+        with pytest.raises(training.TrainingError, match=f"ckpt-1 holds .*{flags[0]} {{0,1}}[a-z]+.*asks for "
+                                                         f".*{' '.join(flags)}"):
+            training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2", *flags)))
     for path in (run_dir / "checkpoints").glob("ckpt-1.data-*"):
         path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(training.TrainingError, match=f"{run_dir}.*ckpt-1"):
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+
+
+def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_silently(tiny_folder, tmp_path, capsys):
+    args = lambda steps, *extra: config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", steps, *extra))  # noqa: E731
+    run_dir = tmp_path / "run"
+    training.train(args("3"))
+    for path in (run_dir / "checkpoints").glob("ckpt-3.*"):  # the newest checkpoint's files are lost
+        path.unlink()
+    capsys.readouterr()
+    training.train(args("4"))
+    out = capsys.readouterr().out
+    assert "skipped a newer checkpoint" in out and "ckpt-3" in out and "at step 2" in out and "step 4/4" in out
+    rows = [json.loads(line) for line in open(run_dir / "history.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # step 3 is logged once, by the run that kept it
+    exported = (run_dir / "generator.keras").read_bytes()
+    for path in (run_dir / "checkpoints").iterdir():
+        path.unlink()
+    with pytest.raises(training.TrainingError, match="holds an earlier run .*generator.keras.*--fresh"):
+        training.train(args("5"))
+    assert (run_dir / "generator.keras").read_bytes() == exported
+    training.train(args("1"), fresh=True)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
+    assert len(aside) == 1 and (aside[0] / "generator.keras").read_bytes() == exported
+    assert [json.loads(line)["step"] for line in open(run_dir / "history.jsonl")] == [1]
 
 
 def test_bfloat16_step_on_cpu(shared_data, tmp_path):
