@@ -145,7 +145,8 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     if given.get("gan_loss") == "hinge" and "label_smoothing" not in given:
         preset["label_smoothing"] = False  # the hinge loss has no labels to smooth
     config = Config(**{**preset, **given})
-    for name in ("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval"):
+    for name in ("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval",
+                 "save_interval", "sample_interval", "turing_test_size"):
         if getattr(config, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if config.generator_output == "ab" and config.color_space != "lab":
@@ -158,8 +159,13 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
         raise UserError("--backbone makes a U-Net encoder: use it with --model gan or unet")
     if config.backbone == "none" and config.backbone_weights != "none":
         raise UserError("--backbone-weights needs a --backbone")
-    if min(config.pretrain_generator_epochs, config.pretrain_discriminator_epochs) < 0:
-        raise UserError("pretraining epochs cannot be negative")
+    for name in ("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
+                 "pretrain_discriminator_epochs", "turing_test_delay"):
+        if getattr(config, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} cannot be negative")
+    for name in ("lr", "lr_decay_rate", "lr_decay_steps", "acc_thresh"):
+        if not getattr(config, name) > 0:  # also refuses nan
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
     return config
 
 
@@ -179,9 +185,14 @@ def split_flags(namespace: argparse.Namespace) -> tuple[dict, dict]:
 
 def load_config(path: str) -> Config:
     """Read a config.json written by Config.save; unknown keys from other versions are ignored."""
-    with open(path) as f:
-        values = json.load(f)
-    return Config(**{k: v for k, v in values.items() if k in FIELDS})
+    try:
+        with open(path) as f:
+            values = json.load(f)
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+        return make_config({k: v for k, v in values.items() if k in FIELDS})
+    except (OSError, ValueError, TypeError, UserError) as error:
+        raise UserError(f"{path}: not a config.json that train.py wrote ({error})") from None
 
 
 def differences(old: Config, new: Config) -> dict:

@@ -219,7 +219,11 @@ def _flist_is_fresh(flist: str, folder: str) -> bool:
 def _folder_paths(root: str, split: str, seed: int) -> list[str]:
     """train/ and test/ subfolders when both exist, otherwise a split of everything by seed."""
     if all(os.path.isdir(os.path.join(root, s)) for s in SPLITS):
-        return images.list_images(os.path.join(root, split))
+        paths = images.list_images(os.path.join(root, split))
+        if split == "train":  # a link inside train/ must not bring test images into training
+            test = {os.path.realpath(p) for p in images.list_images(os.path.join(root, "test"))}
+            paths = [p for p in paths if os.path.realpath(p) not in test]
+        return paths
     paths = images.list_images(root)
     if len(paths) < 2:
         return paths if split == "train" else []

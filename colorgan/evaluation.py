@@ -1,6 +1,7 @@
 """test_eval.py: the paper's metrics and better ones over a whole test split, baselines side by side,
 and colourising your own photos at any resolution (the authors' test.py)."""
 import argparse
+import collections
 import dataclasses
 import json
 import os
@@ -34,11 +35,16 @@ def parse(argv=None):
                         help="colourise photos with the generator at this shorter side, 0 for full "
                              "resolution (default: the run's --image-size; see README)")
     given, extra = split_flags(parser.parse_args(argv))
-    return given, argparse.Namespace(**extra)
+    args = argparse.Namespace(**extra)
+    if args.max_images < 0 or (args.render_size or 0) < 0:
+        parser.error("--max-images and --render-size cannot be negative")
+    return given, args
 
 
 def main(argv=None) -> dict | list:
     given, args = parse(argv)
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
+        raise UserError(f"--json {args.json}: its folder does not exist")
     checkpoints_path = given.get("checkpoints_path", "./checkpoints")
     generator, run_config = inference.load_run(checkpoints_path, given.get("name", "CGAN"))
     config = dataclasses.replace(run_config, **{k: given[k] for k in (*DATA_FLAGS, "test_input", "test_output")
@@ -178,6 +184,10 @@ def colorize_files(generator, config, source: str, destination: str, render_size
     source, destination = os.path.abspath(source), os.path.abspath(destination)
     if not os.path.exists(source):
         raise UserError(f"--test-input {source}: no such file or folder")
+    if os.path.exists(destination) and not os.path.isdir(destination):
+        raise UserError(f"--test-output {destination} is a file: give a folder")
+    if os.path.isdir(source) and (source + os.sep).startswith(destination + os.sep):
+        raise UserError(f"--test-output {destination} is --test-input or holds it: give a separate folder")
     if os.path.isdir(source):
         paths = [p for p in images.list_images(source) if not os.path.abspath(p).startswith(destination + os.sep)]
         names = [os.path.relpath(p, source) for p in paths]
@@ -186,9 +196,14 @@ def colorize_files(generator, config, source: str, destination: str, render_size
     if not paths:
         raise UserError(f"--test-input {source}: no images ({', '.join(images.IMAGE_EXTENSIONS)})")
     inputs = {os.path.realpath(p) for p in paths}
+    outputs = [os.path.splitext(name)[0] + ".png" for name in names]
+    shared = {o for o, count in collections.Counter(outputs).items() if count > 1}
+    if shared:  # c1.jpg and c1.png: each keeps its whole name, c1.jpg.png and c1.png.png
+        print(f"note: {len(shared)} output name(s) shared by several inputs: those keep their extension")
+        outputs = [name + ".png" if o in shared else o for name, o in zip(names, outputs)]
     failed, started = [], time.perf_counter()
-    for n, (path, name) in enumerate(zip(paths, names), 1):
-        target = os.path.realpath(os.path.join(destination, os.path.splitext(name)[0] + ".png"))
+    for n, (path, name, output) in enumerate(zip(paths, names, outputs), 1):
+        target = os.path.realpath(os.path.join(destination, output))
         if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
             failed.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
             continue

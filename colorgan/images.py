@@ -26,10 +26,17 @@ def is_image_file(path: str) -> bool:
 
 
 def list_images(root: str) -> list[str]:
-    """Every image file below root, recursively, in a stable (sorted) order."""
-    found = []
+    """Every image file below root, recursively, in a stable (sorted) order. Linked folders are
+    followed once each: a link loop or a second link to a folder adds nothing."""
+    found, seen = [], {os.path.realpath(root)}
     for directory, subdirs, files in os.walk(root, followlinks=True):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in subdirs if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(directory, d))
+            if real not in seen:
+                seen.add(real)
+                keep.append(d)
+        subdirs[:] = keep
         found.extend(os.path.join(directory, f) for f in sorted(files) if is_image_file(f))
     return found
 

@@ -1,5 +1,6 @@
 """Loading a trained generator and colourising with it (test_eval.py, test_turing.py)."""
 import os
+import zipfile
 
 import numpy as np
 
@@ -31,6 +32,8 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
     out_channels = 2 if config.generator_output == "ab" else 3
     try:
         if os.path.isfile(exported):
+            if not zipfile.is_zipfile(exported):  # Keras would say "File not found"
+                raise ValueError(f"{exported} is not a .keras file (corrupt or truncated?)")
             generator = keras.saving.load_model(exported, compile=False)
         else:
             latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))

@@ -225,10 +225,7 @@ def _check_config(config: Config, run_dir: str) -> None:
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         return
-    try:
-        previous = load_config(path)
-    except (ValueError, TypeError) as error:
-        raise TrainingError(f"{path}: unreadable config ({error})") from None
+    previous = load_config(path)
     changed = differences(previous, config)
     clash = {k: v for k, v in changed.items() if k in ARCHITECTURE}
     if clash:
@@ -350,9 +347,12 @@ def train(config: Config, fresh: bool = False) -> str:
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
     strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
+        raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
     chief = _is_chief()
     if fresh and chief:
         _move_aside(config.run_dir)
+    _check_config(config, config.run_dir)
     checkpoint_state = tf.train.get_checkpoint_state(os.path.join(config.run_dir, "checkpoints"))
     if chief and not checkpoint_state and _earlier_run(config.run_dir):
         raise TrainingError(f"{config.run_dir} holds an earlier run ({', '.join(_earlier_run(config.run_dir))}) "
@@ -361,7 +361,6 @@ def train(config: Config, fresh: bool = False) -> str:
     # Every worker writes checkpoints (saving is collective); only the chief's are kept.
     run_dir = config.run_dir if chief else os.path.join(config.run_dir, f".worker-{os.getpid()}")
     os.makedirs(run_dir, exist_ok=True)
-    _check_config(config, config.run_dir)
     print(f"config: {config.to_json()}", flush=True)
     for split in ("train", "test"):
         print(data.describe(config, split))
@@ -385,10 +384,7 @@ def train(config: Config, fresh: bool = False) -> str:
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
-    test = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    # Spread over the split: a class-ordered folder's first images are all of one class.
-    samples = data.make_dataset(config, "test", source=data.spread(test, config.sample_size))
-    samples = next(iter(samples.unbatch().batch(config.sample_size)))
+    samples = _fixed_samples(config)
     stop = Stop()
     try:
         for epoch in range(start_epoch, config.total_epochs):
@@ -430,6 +426,18 @@ def train(config: Config, fresh: bool = False) -> str:
     if os.path.exists(history):  # also without validation: the curves of the whole run
         plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
     return export(run, run_dir)
+
+
+def _fixed_samples(config: Config):
+    """The test images of every sample grid, spread over the split: a class-ordered folder's first
+    images are all of one class. The split's first images if the spread ones are all unusable."""
+    test = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    for source in (data.spread(test, config.sample_size), test):
+        batches = data.make_dataset(config, "test", source=source).unbatch().batch(config.sample_size)
+        samples = next(iter(batches), None)
+        if samples is not None:
+            return samples
+    raise data.DataError(f"{data.describe(config, 'test')}, but not one of them is a usable colour image")
 
 
 def _progress(values: dict) -> str:

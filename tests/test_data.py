@@ -137,6 +137,20 @@ def test_train_test_subfolders_with_classes(tmp_path):
     assert sum(len(g) for g, _ in data.make_dataset(cfg, "test", source=picked)) == 4
 
 
+def test_linked_folders_are_followed_once_and_never_mix_test_into_train(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / split / "real").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(colourful(i)).save(tmp_path / split / "real" / f"{i}.png")
+    (tmp_path / "train" / "loop").symlink_to(tmp_path / "train")  # a link loop
+    (tmp_path / "train" / "again").symlink_to(tmp_path / "train" / "real")  # a second way in
+    (tmp_path / "train" / "peek").symlink_to(tmp_path / "test" / "real")  # test images in train
+    train = data._folder_paths(str(tmp_path), "train", 0)
+    assert sorted(os.path.relpath(os.path.realpath(p), tmp_path) for p in train) == [
+        f"train/real/{i}.png" for i in range(3)]  # each once, whichever way in came first
+    assert len(data._folder_paths(str(tmp_path), "test", 0)) == 3
+
+
 def write_png16(path, rgb16):
     """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
     h, w, _ = rgb16.shape

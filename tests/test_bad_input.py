@@ -1,0 +1,118 @@
+"""Bad input a user can reach: each command stops with one line that names the problem, writes
+nothing outside its output, and shows no traceback."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import train as train_py
+from colorgan import evaluation
+from colorgan.config import UserError
+from tests.conftest import ROOT
+from tests.test_eval import trained  # noqa: F401  (the fixture: two one-step runs)
+from tests.test_training import tiny_args
+
+
+def one_line_error(call, match: str):
+    with pytest.raises(UserError, match=match) as error:
+        call()
+    assert "\n" not in str(error.value), str(error.value)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """train/ and test/ with two colour images each."""
+    for split in ("train", "test"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(2):
+            rgb = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(rgb).save(tmp_path / "data" / split / f"{i}.png")
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--save-interval", "0"], "--save-interval must be at least 1"),
+    (["--sample-interval", "0"], "--sample-interval must be at least 1"),
+    (["--max-steps", "-1"], "--max-steps cannot be negative"),
+    (["--seed", "-3"], "--seed cannot be negative"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--lr", "nan"], "--lr must be positive"),
+])
+def test_nonsense_flags(folder, tmp_path, flags, match):
+    one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs", *flags)), match)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"batch_size": "many"}'])
+def test_broken_config_json_for_train_and_eval(folder, tmp_path, content):
+    (tmp_path / "runs" / "run").mkdir(parents=True)
+    (tmp_path / "runs" / "run" / "config.json").write_text(content)
+    for call in (lambda: train_py.main(tiny_args(folder, tmp_path / "runs")),
+                 lambda: evaluation.main(["--checkpoints-path", str(tmp_path / "runs"), "--name", "run"])):
+        one_line_error(call, "config.json: not a config.json that train.py wrote")
+    assert (tmp_path / "runs" / "run" / "config.json").read_text() == content
+
+
+def test_checkpoints_path_that_is_a_file(folder, tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs")), "is a file: give a folder")
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "gray"])
+def test_a_folder_of_only_unusable_images(tmp_path, kind):
+    for split in ("train", "test"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(3):
+            path = tmp_path / "data" / split / f"{i}.png"
+            if kind == "gray":
+                Image.fromarray(np.full((32, 32, 3), 90 + i, np.uint8)).save(path)
+            else:
+                path.write_bytes(b"\x89PNG not really")
+    one_line_error(lambda: train_py.main(tiny_args(tmp_path / "data", tmp_path / "runs")),
+                   "not one of them is a usable colour image")
+
+
+def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):  # noqa: F811
+    run = ["--checkpoints-path", str(trained / "runs" / "run")]
+    one_line_error(lambda: evaluation.main([*run, "--json", str(tmp_path / "missing" / "r.json")]),
+                   "its folder does not exist")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    (tmp_path / "file").write_text("x")
+    one_line_error(lambda: evaluation.main([*run, "--test-input", str(tmp_path / "in"),
+                                              "--test-output", str(tmp_path / "file")]), "is a file")
+    one_line_error(lambda: evaluation.main([*run, "--test-input", str(tmp_path / "in"),
+                                              "--test-output", str(tmp_path / "in")]), "separate folder")
+    for flag in ("--max-images", "--render-size"):
+        with pytest.raises(SystemExit):
+            evaluation.main([*run, flag, "-5"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "in"]
+
+
+def test_a_garbage_generator_is_named_as_such(trained, tmp_path):  # noqa: F811
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((trained / "runs" / "run" / "config.json").read_bytes())
+    (run / "generator.keras").write_bytes(b"garbage")
+    one_line_error(lambda: evaluation.main(["--checkpoints-path", str(run)]), "not a .keras file")
+
+
+def test_same_stem_inputs_get_distinct_outputs(trained, tmp_path, capsys):  # noqa: F811
+    (tmp_path / "in").mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "in" / "c1.jpg")
+    Image.fromarray(rgb).save(tmp_path / "in" / "c1.png")
+    Image.fromarray(rgb).save(tmp_path / "in" / "c2.jpg")
+    evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input", str(tmp_path / "in"),
+                       "--test-output", str(tmp_path / "out")])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c1.jpg.png", "c1.png.png", "c2.png"]
+    assert "keep their extension" in capsys.readouterr().out
+
+
+def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "train.py", "--save-interval", "0", "--checkpoints-path",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: --save-interval must be at least 1"
