@@ -1,6 +1,7 @@
-"""Colourisation speed and peak memory on this machine: 32x32 batches and whole photos.
+"""Colourisation speed and peak memory on this machine: 32x32 batches, whole photos, and a folder
+of CIFAR-10 test JPEGs colourised one by one and in batches (test_eval.py --test-input).
 
-    python bench/inference.py [--dataset cifar10] [--repeats 5] [--json OUT]
+    python bench/inference.py [--dataset cifar10] [--repeats 5] [--folder-images 1000] [--json OUT]
     python bench/inference.py --render-sizes --run DIR [--photos ../shared/data/cbsd68]
 
 Each case runs in its own process so that its peak resident memory is its own. The generator has
@@ -21,14 +22,40 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCHES = {"cifar10": ("batch 128 of 32x32", (128, 32, 32)), "places365": ("batch 16 of 256x256", (16, 256, 256))}
 PHOTOS = {"photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}
+FOLDER = {"folder, one by one": (None, 32, 32), "folder, batched (--batch-size)": (None, 32, 32)}
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 
 def cases(dataset: str) -> dict:
     name, shape = BATCHES[dataset]
-    return {name: shape, **PHOTOS}
+    return {name: shape, **PHOTOS, **(FOLDER if dataset == "cifar10" else {})}
 
 
-def run_case(name: str, dataset: str, repeats: int, render_size: int) -> dict:
+def colourise_folder(name: str, generator, cfg, render_size: int, count: int) -> float:
+    """Seconds to colourise count CIFAR-10 test JPEGs from a folder into PNG files."""
+    import tempfile
+
+    from colorgan import images, inference
+
+    paths = images.list_images(os.path.join(SHARED, "cifar10", "test"))
+    paths = paths[::max(1, len(paths) // count)][:count]
+    with tempfile.TemporaryDirectory() as work:
+        folder, out = os.path.join(work, "in"), os.path.join(work, "out")
+        os.makedirs(folder)
+        for i, path in enumerate(paths):  # links, not copies
+            os.symlink(os.path.abspath(path), os.path.join(folder, f"{i:05d}.jpg"))
+        start = time.perf_counter()
+        if "one by one" in name:  # what test_eval.py did before batching
+            for i, path in enumerate(sorted(os.listdir(folder))):
+                rgb = images.read_image(os.path.join(folder, path))
+                images.write_png(inference.colorize_image(generator, cfg, rgb, render_size),
+                                 os.path.join(work, f"{i:05d}.png"))
+        else:
+            inference.colorize_files(generator, cfg, folder, out, render_size)
+        return time.perf_counter() - start
+
+
+def run_case(name: str, dataset: str, repeats: int, render_size: int, folder_images: int = 0) -> dict:
     import numpy as np
 
     import colorgan  # noqa: F401
@@ -40,6 +67,11 @@ def run_case(name: str, dataset: str, repeats: int, render_size: int) -> dict:
     batch, h, w = cases(dataset)[name]
     rng = np.random.default_rng(0)
     times = []
+    if batch is None:  # a folder of files, read and written: timed once, it is long enough
+        seconds = colourise_folder(name, generator, cfg, render_size, folder_images)
+        return dict(case=name, dataset=dataset, render_size=render_size, seconds=seconds, images=folder_images,
+                    images_per_s=folder_images / seconds,
+                    peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, repeats=1)
     if batch > 1:  # the evaluation path: a batch of test images through the generator
         gray = tf.constant(rng.uniform(-1, 1, (batch, h, w, 1)), tf.float32)
         work = lambda: inference.colorize_batch(generator, cfg, gray).numpy()  # noqa: E731
@@ -88,12 +120,13 @@ def main():
                         help="generator size for photos (default: the dataset's image size; 0: full resolution)")
     parser.add_argument("--render-sizes", action="store_true")
     parser.add_argument("--run", default="", help="trained run folder, for --render-sizes")
-    parser.add_argument("--photos", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cbsd68"))
+    parser.add_argument("--photos", default=os.path.join(SHARED, "cbsd68"))
+    parser.add_argument("--folder-images", type=int, default=1000, help="CIFAR-10 test JPEGs in the folder cases")
     parser.add_argument("--limit", type=int, default=68, help="photos to use, for --render-sizes")
     args = parser.parse_args()
     render = {"cifar10": 32, "places365": 256}[args.dataset] if args.render_size is None else args.render_size
     if args.case:
-        print(json.dumps(run_case(args.case, args.dataset, args.repeats, render)))
+        print(json.dumps(run_case(args.case, args.dataset, args.repeats, render, args.folder_images)))
         return
     if args.render_sizes:
         print(f"mean CIEDE2000 of {args.run} on {args.photos}\n| render size | dE00 | s/photo |\n|---|---|---|")
@@ -104,13 +137,14 @@ def main():
         results = []
         for name, shape in cases(args.dataset).items():
             out = subprocess.run([sys.executable, __file__, "--case", name, "--dataset", args.dataset,
-                                  "--repeats", str(args.repeats), "--render-size", str(render)],
+                                  "--repeats", str(args.repeats), "--render-size", str(render),
+                                  "--folder-images", str(args.folder_images)],
                                  capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"{name} failed:\n{out.stderr[-2000:]}")
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
-            print(f"| {name} | {row['images_per_s']:.2f} | {row['seconds'] / shape[0]:.3f} | "
+            print(f"| {name} | {row['images_per_s']:.2f} | {row['seconds'] / (shape[0] or row['images']):.3f} | "
                   f"{row['peak_rss_mib']:.0f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -1,7 +1,6 @@
 """test_eval.py: the paper's metrics and better ones over a whole test split, baselines side by side,
 and colourising your own photos at any resolution (the authors' test.py)."""
 import argparse
-import collections
 import dataclasses
 import json
 import os
@@ -12,7 +11,7 @@ import numpy as np
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
-from colorgan import color, data, images, inference, metrics, plots
+from colorgan import color, data, inference, metrics, plots
 from colorgan.config import UserError, add_config_flags, split_flags
 
 EPS_CURVE = (1, 2, 5, 10)
@@ -51,7 +50,7 @@ def main(argv=None) -> dict | list:
                                                 if k in given})
     if config.test_input:
         render = config.image_size if args.render_size is None else args.render_size
-        return colorize_files(generator, config, config.test_input, config.test_output, render)
+        return inference.colorize_files(generator, config, config.test_input, config.test_output, render)
     run_dir = inference.find_run(checkpoints_path, given.get("name", "CGAN"))
     runs = [(os.path.basename(os.path.normpath(run_dir)), generator, run_config)]
     for path in args.compare:
@@ -174,49 +173,3 @@ def print_table(report: dict) -> None:
         print(row["name"].ljust(width) + "".join(f"{row[k]:10.4f}" if k in row else " " * 10 for k, _ in columns))
     for name, path in report["pictures"].items():
         print(f"{name}: {path}")
-
-
-# ------------------------------------------------------------------------------------------------
-
-def colorize_files(generator, config, source: str, destination: str, render_size: int) -> list:
-    """Colourise every image below source into destination (same relative names, PNG); returns
-    the unreadable files, which are listed, not fatal."""
-    source, destination = os.path.abspath(source), os.path.abspath(destination)
-    if not os.path.exists(source):
-        raise UserError(f"--test-input {source}: no such file or folder")
-    if os.path.exists(destination) and not os.path.isdir(destination):
-        raise UserError(f"--test-output {destination} is a file: give a folder")
-    if os.path.isdir(source) and (source + os.sep).startswith(destination + os.sep):
-        raise UserError(f"--test-output {destination} is --test-input or holds it: give a separate folder")
-    if os.path.isdir(source):
-        paths = [p for p in images.list_images(source) if not os.path.abspath(p).startswith(destination + os.sep)]
-        names = [os.path.relpath(p, source) for p in paths]
-    else:
-        paths, names = [source], [os.path.basename(source)]
-    if not paths:
-        raise UserError(f"--test-input {source}: no images ({', '.join(images.IMAGE_EXTENSIONS)})")
-    inputs = {os.path.realpath(p) for p in paths}
-    outputs = [os.path.splitext(name)[0] + ".png" for name in names]
-    shared = {o for o, count in collections.Counter(outputs).items() if count > 1}
-    if shared:  # c1.jpg and c1.png: each keeps its whole name, c1.jpg.png and c1.png.png
-        print(f"note: {len(shared)} output name(s) shared by several inputs: those keep their extension")
-        outputs = [name + ".png" if o in shared else o for name, o in zip(names, outputs)]
-    failed, started = [], time.perf_counter()
-    for n, (path, name, output) in enumerate(zip(paths, names, outputs), 1):
-        target = os.path.realpath(os.path.join(destination, output))
-        if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
-            failed.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
-            continue
-        try:
-            rgb = images.read_image(path)
-        except images.ImageError as error:
-            failed.append(str(error))
-            continue
-        out = inference.colorize_image(generator, config, rgb, render_size)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        images.write_png(out, target)
-        print(f"[{n}/{len(paths)}] {name} {rgb.shape[1]}x{rgb.shape[0]} -> {target} "
-              f"({(time.perf_counter() - started) / n:.2f} s/image)", flush=True)
-    if failed:
-        print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
-    return failed

@@ -1,5 +1,7 @@
 """Loading a trained generator and colourising with it (test_eval.py, test_turing.py)."""
+import collections
 import os
+import time
 import zipfile
 
 import numpy as np
@@ -8,7 +10,7 @@ import colorgan  # noqa: F401  (sets TensorFlow's environment before it is impor
 import keras
 import tensorflow as tf
 
-from colorgan import color, models
+from colorgan import color, images, models
 from colorgan.config import Config, UserError, load_config
 
 
@@ -84,9 +86,9 @@ STRIPE_ROWS = 256  # full-resolution colour conversion in stripes, for the same 
 
 
 def _lab_stripes(fn, *arrays):
-    """Apply fn to row stripes of full-resolution arrays and stack the results."""
-    return np.concatenate([fn(*(a[i:i + STRIPE_ROWS] for a in arrays))
-                           for i in range(0, arrays[0].shape[0], STRIPE_ROWS)], axis=0)
+    """Apply fn to row stripes of full-resolution arrays (..., H, W, C) and stack the results."""
+    return np.concatenate([fn(*(a[..., i:i + STRIPE_ROWS, :, :] for a in arrays))
+                           for i in range(0, arrays[0].shape[-3], STRIPE_ROWS)], axis=-3)
 
 
 def fit_gamut(L, ab, iterations: int = 10):
@@ -118,15 +120,83 @@ def colorize_image(generator: keras.Model, config: Config, rgb: np.ndarray, rend
     MAX_RENDER_PIXELS), padded by reflection to a multiple of the network's stride, and resized
     back to full resolution.
     """
-    h, w = rgb.shape[:2]
-    L = _lab_stripes(lambda x: color.rgb_to_lab(x.astype(np.float32) / 255.0).numpy()[..., :1], rgb)  # (H, W, 1)
+    return colorize_images(generator, config, rgb[None], render_size)[0]
+
+
+def colorize_images(generator: keras.Model, config: Config, rgbs: np.ndarray, render_size: int = 0) -> np.ndarray:
+    """colorize_image for photos of one size at once: uint8 (n, H, W, 3) -> uint8 (n, H, W, 3)."""
+    h, w = rgbs.shape[1:3]
+    L = _lab_stripes(lambda x: color.rgb_to_lab(x.astype(np.float32) / 255.0).numpy()[..., :1], rgbs)  # (n, H, W, 1)
     scale = render_size / min(h, w) if render_size else min(1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
     stride = models.total_stride(config.dataset, config.model, config.backbone)
     size = (max(stride, round(h * scale)), max(stride, round(w * scale)))
-    gray = tf.image.resize(L[None] / color.L_SCALE - 1.0, size, antialias=True)  # (1, h', w', 1)
+    gray = tf.image.resize(L / color.L_SCALE - 1.0, size, antialias=True)  # (n, h', w', 1)
     pad = [(0, 0), (0, -size[0] % stride), (0, -size[1] % stride), (0, 0)]
     gray = tf.pad(gray, pad, mode="SYMMETRIC")  # size >= stride > padding: always valid
     colour = models.colorize(generator, gray, config.generator_output, training=False)[:, :size[0], :size[1]]
-    ab = tf.image.resize(_ab(colour, config), (h, w))[0].numpy()  # (H, W, 2)
-    out = _lab_stripes(lambda l, a: color.to_uint8(fit_gamut(l, a)).numpy(), L, ab)
-    return out
+    ab = tf.image.resize(_ab(colour, config), (h, w)).numpy()  # (n, H, W, 2)
+    return _lab_stripes(lambda l, a: color.to_uint8(fit_gamut(l, a)).numpy(), L, ab)
+
+
+MAX_BATCH_PIXELS = 4 * 1024 * 1024  # full-resolution pixels colourised at once: bounded memory
+
+
+def colorize_files(generator: keras.Model, config: Config, source: str, destination: str, render_size: int) -> list:
+    """Colourise every image below source into destination (same relative names, PNG), photos of
+    one size --batch-size at a time; returns the unreadable files, which are listed, not fatal."""
+    source, destination = os.path.abspath(source), os.path.abspath(destination)
+    if not os.path.exists(source):
+        raise UserError(f"--test-input {source}: no such file or folder")
+    if os.path.exists(destination) and not os.path.isdir(destination):
+        raise UserError(f"--test-output {destination} is a file: give a folder")
+    if os.path.isdir(source) and (source + os.sep).startswith(destination + os.sep):
+        raise UserError(f"--test-output {destination} is --test-input or holds it: give a separate folder")
+    if os.path.isdir(source):
+        paths = [p for p in images.list_images(source) if not os.path.abspath(p).startswith(destination + os.sep)]
+        names = [os.path.relpath(p, source) for p in paths]
+    else:
+        paths, names = [source], [os.path.basename(source)]
+    if not paths:
+        raise UserError(f"--test-input {source}: no images ({', '.join(images.IMAGE_EXTENSIONS)})")
+    inputs = {os.path.realpath(p) for p in paths}
+    outputs = [os.path.splitext(name)[0] + ".png" for name in names]
+    shared = {o for o, count in collections.Counter(outputs).items() if count > 1}
+    if shared:  # c1.jpg and c1.png: each keeps its whole name, c1.jpg.png and c1.png.png
+        print(f"note: {len(shared)} output name(s) shared by several inputs: those keep their extension")
+        outputs = [name + ".png" if o in shared else o for name, o in zip(names, outputs)]
+
+    pending, failed, written, started = {}, [], 0, time.perf_counter()  # pending: (H, W) -> [(rgb, target)]
+
+    def flush(shape):
+        nonlocal written
+        batch = pending.pop(shape)
+        for (_, target), out in zip(batch, colorize_images(generator, config, np.stack([b[0] for b in batch]),
+                                                           render_size)):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            images.write_png(out, target)
+        written += len(batch)
+        rate = written / (time.perf_counter() - started)
+        print(f"colourised {written}/{len(paths)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
+              f"ETA {(len(paths) - written - len(failed)) / rate:.0f}s", flush=True)
+
+    for path, output in zip(paths, outputs):
+        target = os.path.realpath(os.path.join(destination, output))
+        if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
+            failed.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
+            continue
+        try:
+            rgb = images.read_image(path)
+        except images.ImageError as error:
+            failed.append(str(error))
+            continue
+        pending.setdefault(rgb.shape[:2], []).append((rgb, target))
+        shape = rgb.shape[:2]
+        if len(pending[shape]) >= min(config.batch_size, max(1, MAX_BATCH_PIXELS // (shape[0] * shape[1]))):
+            flush(shape)
+        elif sum(map(len, pending.values())) >= config.batch_size:  # many sizes: bounded memory all the same
+            flush(max(pending, key=lambda s: len(pending[s])))
+    for shape in list(pending):
+        flush(shape)
+    if failed:
+        print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
+    return failed

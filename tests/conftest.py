@@ -9,6 +9,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def float32_afterwards():
+    """A run sets Keras' global dtype policy (bfloat16 on some CPUs): no test inherits it."""
+    yield
+    import keras
+    keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -1,4 +1,5 @@
 """test_eval.py end to end on a run that train.py wrote, and colourising real photos."""
+import dataclasses
 import json
 
 import numpy as np
@@ -104,9 +105,24 @@ def test_colourise_photos_keeps_size_and_lightness(trained, photo_zoo, tmp_path,
 def test_outputs_never_overwrite_inputs(trained, photo_zoo):
     generator, run_config = inference.load_run(str(trained / "runs" / "run"))
     (photo_zoo / "keep.png").write_bytes(b"precious")
-    failed = evaluation.colorize_files(generator, run_config, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
+    failed = inference.colorize_files(generator, run_config, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
     assert failed and "overwrite an input" in failed[0]
     assert (photo_zoo / "keep.png").read_bytes() == b"precious"
+
+
+def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, shared_data):
+    generator, cfg = inference.load_run(str(trained / "runs" / "run"))
+    (tmp_path / "in").mkdir()
+    for i, path in enumerate(images.list_images(str(shared_data / "cifar10" / "test"))[::500][:19]):
+        Image.open(path).save(tmp_path / "in" / f"{i:02d}.png")  # 32x32: two full batches of 8 and 3 more
+    photo = images.read_image(images.list_images(str(shared_data / "cbsd68"))[0])
+    Image.fromarray(photo).save(tmp_path / "in" / "photo.png")  # another size: a batch of its own
+    cfg = dataclasses.replace(cfg, batch_size=8)
+    assert inference.colorize_files(generator, cfg, str(tmp_path / "in"), str(tmp_path / "out"), 32) == []
+    for path in sorted((tmp_path / "in").iterdir()):
+        alone = inference.colorize_image(generator, cfg, images.read_image(str(path)), 32)
+        batched = np.asarray(Image.open(tmp_path / "out" / path.name))
+        assert np.abs(alone.astype(int) - batched).max() <= 1, path.name
 
 
 def test_a_link_planted_at_a_temporary_name_is_not_followed(trained, tmp_path, shared_data):

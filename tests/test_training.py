@@ -36,7 +36,8 @@ def tiny_folder(tmp_path_factory):
 def tiny_args(folder, run_dir, *extra):
     return ["--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(run_dir),
             "--name", "run", "--batch-size", "4", "--sample-size", "2", "--log-interval", "1",
-            "--save-interval", "1", "--sample-interval", "1000", "--validate", "false", *extra]
+            "--save-interval", "1", "--sample-interval", "1000", "--validate", "false",
+            "--mixed-precision", "off", *extra]  # the same numbers on every host
 
 
 def train_process(args, **kwargs):
@@ -80,6 +81,24 @@ def test_learning_rates_follow_the_authors_schedule(dataset):
     for step, gen_rate, disc_rate in AUTHORS_RATES[dataset]:
         assert float(training.learning_rate(cfg, step)) == pytest.approx(gen_rate, rel=1e-4), step
         assert float(training.learning_rate(cfg, step, 0.1)) == pytest.approx(disc_rate, rel=1e-4), step
+
+
+def test_auto_precision_follows_the_device(monkeypatch):
+    cfg = config.make_config()
+    monkeypatch.setattr(training, "cpu_bfloat16_flags", lambda: ["avx512_bf16"])
+    assert training.precision_policy(cfg) == ("mixed_bfloat16", "auto: the CPU has native bfloat16 (avx512_bf16)")
+    monkeypatch.setattr(training, "cpu_bfloat16_flags", lambda: [])
+    assert training.precision_policy(cfg)[0] == "float32"
+    assert training.precision_policy(config.make_config(mixed_precision="bfloat16"))[0] == "mixed_bfloat16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert training.cpu_bfloat16_flags(str(cpuinfo)) == ["avx512_bf16"]
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert training.cpu_bfloat16_flags(str(cpuinfo)) == []
+    assert training.cpu_bfloat16_flags(str(tmp_path / "missing")) == []
 
 
 def test_an_iteration_updates_d_once_and_g_twice_each_only_its_own(shared_data):
@@ -215,7 +234,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from colorgan import config, models, training
 # Dropout draws per-replica masks, which cannot match one device's: compare the update without it.
 models._DECODER["cifar10"] = [(f, 0.0) for f, _ in models._DECODER["cifar10"]]
-cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True)
+cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True, mixed_precision="off")
 rng = np.random.default_rng(0)
 gray = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 1)), tf.float32)
 colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
