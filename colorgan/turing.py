@@ -34,6 +34,8 @@ GRACE = 0.5  # seconds an answer may arrive after its pair disappeared (network,
 MODEL_FIELDS = ("color_space", "generator_output", "image_size")  # always the run's own
 NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control characters
 MAX_BODY = 4096
+ACTIVE_S = 120  # a name used this recently by another session is taken
+TIMEOUT_S = 30  # a connection that sends nothing for this long is closed
 Z95 = 1.959964
 
 
@@ -281,8 +283,9 @@ async function api(path, body) {
 function fail(e) { $("msg").textContent = "Error: " + e.message; }
 
 async function join(wanted) {
-  const s = await api("/api/start", {participant: wanted});
-  token = s.token; name = s.participant;
+  // the tab's earlier session, if any: a reloaded page keeps its name, which others cannot take meanwhile
+  const s = await api("/api/start", {participant: wanted, token: sessionStorage.getItem("token")});
+  token = s.token; name = s.participant; sessionStorage.setItem("token", token);
   $("who").textContent = "\\u00b7 " + name;
   $("hint").textContent = "\\u2190 left \\u00b7 right \\u2192" +
     (s.delay > 0 ? ` \\u00b7 each pair disappears after ${s.delay} s` : "");
@@ -340,6 +343,7 @@ HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Re
 class Handler(BaseHTTPRequestHandler):
     """Serves the page, the images of live trials and three JSON calls; nothing from the disk."""
     server_version, sys_version = "colorgan", ""
+    timeout = TIMEOUT_S  # a slow or idle connection must not hold a thread forever
 
     def log_message(self, format, *args):  # one line per image would drown the summary
         pass
@@ -376,7 +380,9 @@ class Handler(BaseHTTPRequestHandler):
             raise Rejected(413, "body too large")
         try:
             body = json.loads(self.rfile.read(length))
-        except ValueError:
+        except TimeoutError:
+            raise Rejected(408, "the request body did not arrive in time") from None
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             raise Rejected(400, "malformed JSON") from None
         if not isinstance(body, dict):
             raise Rejected(400, "expected a JSON object")
@@ -387,6 +393,7 @@ class Handler(BaseHTTPRequestHandler):
         participant = self.server.sessions.get(token) if isinstance(token, str) else None
         if participant is None:
             raise Rejected(401, "unknown session: start again")
+        self.server.last_seen[participant] = (token, time.monotonic())
         return participant
 
     def _start(self, body: dict) -> dict:
@@ -396,8 +403,14 @@ class Handler(BaseHTTPRequestHandler):
         name = name.strip() or "p-" + secrets.token_hex(3)
         if not NAME.fullmatch(name):
             raise Rejected(400, "a name has 1-40 letters, digits, spaces or . _ @ -")
-        token = secrets.token_urlsafe(16)
+        given = body.get("token")
+        token, seen = self.server.last_seen.get(name, (None, -ACTIVE_S))
+        if token != given and time.monotonic() - seen < ACTIVE_S:
+            raise Rejected(409, f"someone is taking the test as {name!r} now: choose another name")
+        if self.server.sessions.get(given) != name:
+            token = secrets.token_urlsafe(16)
         self.server.sessions[token] = name
+        self.server.last_seen[name] = (token, time.monotonic())
         test = self.server.test
         return {"token": token, "participant": name, "total": len(test.items), "done": test.progress(name),
                 "delay": test.delay}
@@ -442,6 +455,7 @@ class Server(ThreadingHTTPServer):
     def __init__(self, test: TuringTest, host: str, port: int, on_finish=None):
         super().__init__((host, port), Handler)
         self.test, self.sessions, self.on_finish, self.done = test, {}, on_finish, set()
+        self.last_seen = {}  # participant -> (token, time of their last request)
 
     def finished(self, participant: str):
         with self.test.lock:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -138,6 +139,29 @@ def test_malformed_bodies_are_refused(serve, tmp_path):
     assert client.post("/api/start", {"participant": 7})[0] == 400
     assert not read_rows(tmp_path / "results.jsonl")
     assert client.post("/api/answer", good) == (200, {"recorded": "answer"})  # the trial was still open
+
+
+def test_every_request_gets_an_answer_and_idle_connections_are_closed(serve, monkeypatch):
+    monkeypatch.setattr(turing.Handler, "timeout", 0.5)
+    client, _ = serve()
+    assert client.request("POST", "/api/start", b"[" * 2000 + b"]" * 2000)[0] == 400  # nested too deep for json
+    slow = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    slow.sendall(b"POST /api/start HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{")
+    started = time.monotonic()
+    reply = slow.recv(1000)  # the body never comes: 408, and the connection closes
+    assert reply.startswith(b"HTTP/1.0 408") and time.monotonic() - started < 5
+    idle = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    assert idle.recv(100) == b"" and time.monotonic() - started < 5  # says nothing: closed
+    slow.close(), idle.close()
+
+
+def test_a_name_in_use_is_refused_but_its_own_tab_resumes(serve, monkeypatch):
+    client, _ = serve()
+    token = client.start("ann")
+    assert client.post("/api/start", {"participant": "ann"})[0] == 409  # a second person, the same name
+    assert client.post("/api/start", {"participant": "ann", "token": token})[1]["token"] == token  # reloaded
+    monkeypatch.setattr(turing, "ACTIVE_S", 0.0)  # ann went away: her name is free to resume later
+    assert client.post("/api/start", {"participant": "ann"})[0] == 200
 
 
 def test_a_late_answer_counts_as_no_answer(serve, tmp_path):
