@@ -13,6 +13,8 @@ from colorgan.files import write_text
 
 
 MODELS = ("gan", "unet", "encoder-decoder")
+# The settings that make a run's networks: no command may change them on an existing run.
+ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
@@ -193,6 +195,19 @@ def load_config(path: str) -> Config:
         return make_config({k: v for k, v in values.items() if k in FIELDS})
     except (OSError, ValueError, TypeError, UserError) as error:
         raise UserError(f"{path}: not a config.json that train.py wrote ({error})") from None
+
+
+def on_run(run: Config, given: dict, run_dir: str) -> Config:
+    """The run's own config with the given settings, which may change anything but its networks
+    (ARCHITECTURE): the one rule for every command on an existing run."""
+    wanted = make_config({**dataclasses.asdict(run), **given})
+    clash = {k: (getattr(run, k), getattr(wanted, k)) for k in ARCHITECTURE if getattr(run, k) != getattr(wanted, k)}
+    if clash:
+        flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+        raise UserError(f"{run_dir} holds a run with {', '.join(f'{flag(k)} {old}' for k, (old, _) in clash.items())}; "
+                        f"this command asks for {', '.join(f'{flag(k)} {new}' for k, (_, new) in clash.items())}. "
+                        "Use another --name, or the run's own settings.")
+    return wanted
 
 
 def differences(old: Config, new: Config) -> dict:

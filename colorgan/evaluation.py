@@ -1,7 +1,6 @@
 """test_eval.py: the paper's metrics and better ones over a whole test split, baselines side by side,
 and colourising your own photos at any resolution (the authors' test.py)."""
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -12,10 +11,9 @@ import colorgan  # noqa: F401  (sets TensorFlow's environment before it is impor
 import tensorflow as tf
 
 from colorgan import color, data, inference, metrics, plots
-from colorgan.config import UserError, add_config_flags, split_flags
+from colorgan.config import UserError, add_config_flags, on_run, split_flags
 
 EPS_CURVE = (1, 2, 5, 10)
-DATA_FLAGS = ("dataset_path", "batch_size", "acc_thresh", "seed")  # may differ from the run's own
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in EPS_CURVE], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
            ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid", "FID")]
@@ -44,14 +42,12 @@ def main(argv=None) -> dict | list:
     given, args = parse(argv)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
-    checkpoints_path = given.get("checkpoints_path", "./checkpoints")
-    generator, run_config = inference.load_run(checkpoints_path, given.get("name", "CGAN"))
-    config = dataclasses.replace(run_config, **{k: given[k] for k in (*DATA_FLAGS, "test_input", "test_output")
-                                                if k in given})
+    run_dir = inference.find_run(given.get("checkpoints_path", "./checkpoints"), given.get("name", "CGAN"))
+    generator, run_config = inference.load_run(run_dir)
+    config = on_run(run_config, given, run_dir)
     if config.test_input:
         render = config.image_size if args.render_size is None else args.render_size
         return inference.colorize_files(generator, config, config.test_input, config.test_output, render)
-    run_dir = inference.find_run(checkpoints_path, given.get("name", "CGAN"))
     runs = [(os.path.basename(os.path.normpath(run_dir)), generator, run_config)]
     for path in args.compare:
         other, other_config = inference.load_run(path)

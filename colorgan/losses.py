@@ -76,10 +76,3 @@ def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=
         raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
     l1 = l1_loss(fake, real, global_batch_size)
     return {"gan": gan, "l1": l1, "total": gan + l1_weight * l1}
-
-
-def accuracy(real_logits, fake_logits):
-    """Share of patches D gets right (real > 0, fake < 0), averaged over the real and fake sets."""
-    real_ok = tf.reduce_mean(tf.cast(tf.cast(real_logits, tf.float32) > 0, tf.float32))
-    fake_ok = tf.reduce_mean(tf.cast(tf.cast(fake_logits, tf.float32) < 0, tf.float32))
-    return (real_ok + fake_ok) / 2

@@ -149,15 +149,6 @@ def colourfulness(rgb):
     return sigma + 0.3 * tf.sqrt(tf.reduce_mean(rg, axes) ** 2 + tf.reduce_mean(yb, axes) ** 2)
 
 
-def feature_stats(features):
-    """Mean and covariance (unbiased, as np.cov) of (n, d) features, in float64."""
-    features = tf.cast(features, tf.float64)
-    mu = tf.reduce_mean(features, axis=0)
-    centred = features - mu
-    n = tf.cast(tf.shape(features)[0], tf.float64)
-    return mu, tf.matmul(centred, centred, transpose_a=True) / (n - 1.0)
-
-
 def _sqrt_psd(matrix):
     """Square root of a symmetric positive semi-definite matrix by eigen-decomposition."""
     w, v = tf.linalg.eigh(matrix)

@@ -4,6 +4,7 @@ A custom GradientTape step under tf.distribute (one device, several GPUs, or sev
 with mixed precision on GPUs, checkpoints that resume at exactly the next batch, and the things a
 person watches: a progress line, TensorBoard, sample grids, validation and training curves.
 """
+import dataclasses
 import json
 import math
 import os
@@ -17,9 +18,8 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, data, files, losses, metrics, models, plots
-from colorgan.config import Config, UserError, differences, load_config
+from colorgan.config import ARCHITECTURE, Config, UserError, differences, load_config, on_run
 
-ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone")  # a checkpoint only fits these
 PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
           "gan": "adversarial: D once, then G twice"}
 
@@ -237,18 +237,13 @@ class Stop:
 
 
 def _check_config(config: Config, run_dir: str) -> None:
-    """Refuse a run folder of another architecture; say which settings changed on resume."""
+    """Refuse a run folder of other networks; say which settings changed on resume."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         return
     previous = load_config(path)
+    on_run(previous, dataclasses.asdict(config), run_dir)
     changed = differences(previous, config)
-    clash = {k: v for k, v in changed.items() if k in ARCHITECTURE}
-    if clash:
-        flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
-        raise TrainingError(f"{run_dir} holds a run with {', '.join(f'{flag(k)} {old}' for k, (old, _) in clash.items())}; "
-                            f"this command asks for {', '.join(f'{flag(k)} {new}' for k, (_, new) in clash.items())}. "
-                            "Use another --name, or the same settings to resume.")
     if changed:
         print("resuming with changed settings: " +
               ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))

@@ -27,11 +27,10 @@ from PIL import Image
 
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 from colorgan import files, images
-from colorgan.config import Config, UserError
+from colorgan.config import Config, UserError, on_run
 
 SIDES = ("left", "right")
 GRACE = 0.5  # seconds an answer may arrive after its pair disappeared (network, drawing)
-MODEL_FIELDS = ("color_space", "generator_output", "image_size")  # always the run's own
 NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control characters
 MAX_BODY = 4096
 ACTIVE_S = 120  # a name used this recently by another session is taken
@@ -679,8 +678,7 @@ def main(config: Config, given: set, options):
     from colorgan import inference
     run_dir = inference.find_run(config.checkpoints_path, config.name)
     generator, run_config = inference.load_run(run_dir)
-    # The run's config, with the flags given here (data, test size, delay); the model's fields stay.
-    config = dataclasses.replace(run_config, **{k: getattr(config, k) for k in given if k not in MODEL_FIELDS})
+    config = on_run(run_config, {k: getattr(config, k) for k in given}, run_dir)  # data, test size, delay
     start = time.time()
     items = prepare_items(generator, config, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")

@@ -168,7 +168,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
 def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
     run_dir = tmp_path / "run"
-    with pytest.raises(training.TrainingError, match=r"--generator-output lab.*--generator-output ab"):
+    with pytest.raises(config.UserError, match=r"--generator-output lab.*--generator-output ab"):
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
                                                    "--generator-output", "ab")))
     os.remove(run_dir / "config.json")  # no config to compare: the checkpoint records what it holds
