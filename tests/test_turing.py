@@ -160,7 +160,7 @@ def test_a_name_in_use_is_refused_but_its_own_tab_resumes(serve, monkeypatch):
     token = client.start("ann")
     assert client.post("/api/start", {"participant": "ann"})[0] == 409  # a second person, the same name
     assert client.post("/api/start", {"participant": "ann", "token": token})[1]["token"] == token  # reloaded
-    monkeypatch.setattr(turing, "ACTIVE_S", 0.0)  # ann went away: her name is free to resume later
+    monkeypatch.setattr(turing.server, "ACTIVE_S", 0.0)  # ann went away: her name is free to resume later
     assert client.post("/api/start", {"participant": "ann"})[0] == 200
 
 

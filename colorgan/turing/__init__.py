@@ -1,0 +1,60 @@
+"""The paper's visual Turing test as a local web page (or the authors' matplotlib window).
+
+Each trial shows a test image's real colours and the model's colourisation of its gray version,
+in random order; the participant picks the one they believe is real. The fooled rate is the share
+of trials in which they pick the colourisation. Every answer is appended to a JSON-lines file and
+fsynced the moment it arrives, so a crash loses nothing and a restarted server resumes each
+participant where they stopped. The browser learns nothing about which image is real: random ids,
+the same alt text, and uncompressed PNGs of the same byte size.
+"""
+import os
+import secrets
+import time
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+from colorgan.config import Config, UserError, on_run
+from colorgan.turing.desktop import run_desktop
+# the package's API, as the tests and test_turing.py use it
+from colorgan.turing.server import NAME, Handler, Server, serve  # noqa: F401
+from colorgan.turing.stats import (ROW_TYPES, SIDES, format_summary, group_stats, read_results,  # noqa: F401
+                                   report, summary_chart, wilson)
+from colorgan.turing.trials import GRACE, Item, TuringTest, prepare_items, to_png  # noqa: F401
+
+
+def add_flags(parser):
+    group = parser.add_argument_group("visual Turing test")
+    group.add_argument("--participant", default="", help="name of the participant (web: filled in on the page)")
+    group.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback only)")
+    group.add_argument("--port", type=int, default=8000, help="port to serve on (0: any free port)")
+    group.add_argument("--results", default="", help="JSON-lines results file (default: <run>/turing.jsonl)")
+    group.add_argument("--display-size", type=int, default=256, help="side of the shown images in pixels")
+    group.add_argument("--ui", choices=("web", "matplotlib"), default="web",
+                       help="web page for any number of participants, or the authors' desktop window")
+    group.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    group.add_argument("--summarize", nargs="+", metavar="RESULTS", help="only print the summary of results files")
+    group.add_argument("--chart", default="", help="bar chart PNG of --summarize (default: beside the first file)")
+
+
+def main(config: Config, given: set, options):
+    """python test_turing.py: prepare the trials of a trained run and run the test, or --summarize."""
+    if options.summarize:
+        missing = [p for p in options.summarize if not os.path.isfile(p)]
+        if missing:
+            raise UserError(f"no results file {missing[0]!r}")
+        return report(options.summarize, chart=options.chart)
+    if options.display_size < 8 or config.turing_test_size < 1 or config.turing_test_delay < 0:
+        raise UserError("--display-size must be at least 8, --turing-test-size at least 1 and the delay not negative")
+    if options.participant and not NAME.fullmatch(options.participant):
+        raise UserError("--participant: 1-40 letters, digits, spaces or . _ @ -")
+    from colorgan import inference
+    run_dir = inference.find_run(config.checkpoints_path, config.name)
+    generator, run_config = inference.load_run(run_dir)
+    config = on_run(run_config, {k: getattr(config, k) for k in given}, run_dir)  # data, test size, delay
+    start = time.time()
+    items = prepare_items(generator, config, options.display_size)
+    print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
+    results = options.results or os.path.join(run_dir, "turing.jsonl")
+    test = TuringTest(items, results, config.turing_test_delay, model=os.path.basename(os.path.abspath(run_dir)))
+    if options.ui == "matplotlib":
+        return run_desktop(test, options.participant or "p-" + secrets.token_hex(3))
+    serve(test, options.host, options.port, options.participant, not options.no_browser)

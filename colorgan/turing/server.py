@@ -1,0 +1,181 @@
+"""The web page of the visual Turing test and its server (standard library only): several people
+can take the test at once; the browser learns nothing about which image is real."""
+import json
+import os
+import pathlib
+import re
+import secrets
+import sys
+import time
+import webbrowser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
+
+from colorgan.config import UserError
+from colorgan.turing.stats import format_summary, read_results, report
+from colorgan.turing.trials import SIDES, Rejected, TuringTest
+
+NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control characters
+MAX_BODY = 4096
+ACTIVE_S = 120  # a name used this recently by another session is taken
+TIMEOUT_S = 30  # a connection that sends nothing for this long is closed
+
+PAGE = (pathlib.Path(__file__).parent / "page.html").read_bytes()  # and its script
+
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Content-Security-Policy": "default-src 'none'; img-src 'self'; connect-src 'self'; "
+                                      "script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves the page, the images of live trials and three JSON calls; nothing from the disk."""
+    server_version, sys_version = "colorgan", ""
+    timeout = TIMEOUT_S  # a slow or idle connection must not hold a thread forever
+
+    def log_message(self, format, *args):  # one line per image would drown the summary
+        pass
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            return self._send(200, PAGE, "text/html; charset=utf-8")
+        if path.startswith("/img/"):
+            image = self.server.test.image(path[len("/img/"):])
+            if image is not None:
+                return self._send(200, image, "image/png")
+        self._send_error(404, "not found")
+
+    def do_POST(self):
+        route = {"/api/start": self._start, "/api/next": self._next, "/api/answer": self._answer}.get(self.path)
+        try:
+            if route is None:
+                raise Rejected(404, "not found")
+            reply = route(self._body())
+        except Rejected as error:
+            return self._send_error(error.status, str(error))
+        self._send(200, json.dumps(reply).encode(), "application/json")
+
+    def _body(self) -> dict:
+        # Only JSON: a page on another site cannot post it without a CORS preflight, which we refuse.
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            raise Rejected(415, "expected application/json")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise Rejected(411, "Content-Length required") from None
+        if not 0 <= length <= MAX_BODY:
+            raise Rejected(413, "body too large")
+        try:
+            body = json.loads(self.rfile.read(length))
+        except TimeoutError:
+            raise Rejected(408, "the request body did not arrive in time") from None
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+            raise Rejected(400, "malformed JSON") from None
+        if not isinstance(body, dict):
+            raise Rejected(400, "expected a JSON object")
+        return body
+
+    def _participant(self, body: dict) -> str:
+        token = body.get("token")
+        participant = self.server.sessions.get(token) if isinstance(token, str) else None
+        if participant is None:
+            raise Rejected(401, "unknown session: start again")
+        self.server.last_seen[participant] = (token, time.monotonic())
+        return participant
+
+    def _start(self, body: dict) -> dict:
+        name = body.get("participant", "")
+        if not isinstance(name, str):
+            raise Rejected(400, "participant must be a string")
+        name = name.strip() or "p-" + secrets.token_hex(3)
+        if not NAME.fullmatch(name):
+            raise Rejected(400, "a name has 1-40 letters, digits, spaces or . _ @ -")
+        given = body.get("token")
+        token, seen = self.server.last_seen.get(name, (None, -ACTIVE_S))
+        if token != given and time.monotonic() - seen < ACTIVE_S:
+            raise Rejected(409, f"someone is taking the test as {name!r} now: choose another name")
+        if self.server.sessions.get(given) != name:
+            token = secrets.token_urlsafe(16)
+        self.server.sessions[token] = name
+        self.server.last_seen[name] = (token, time.monotonic())
+        test = self.server.test
+        return {"token": token, "participant": name, "total": len(test.items), "done": test.progress(name),
+                "delay": test.delay}
+
+    def _next(self, body: dict) -> dict:
+        participant = self._participant(body)
+        trial = self.server.test.next_trial(participant)
+        if trial is None:
+            self.server.finished(participant)
+            rows = [r for r in read_results([self.server.test.path]) if r["participant"] == participant]
+            return {"done": True, "summary": format_summary(rows)}
+        return {"trial": trial.id, "number": trial.number, "total": trial.total, "delay": self.server.test.delay,
+                "left": "/img/" + trial.images["left"], "right": "/img/" + trial.images["right"]}
+
+    def _answer(self, body: dict) -> dict:
+        participant = self._participant(body)
+        if set(body) != {"token", "trial", "choice", "client_s"}:
+            raise Rejected(400, "expected token, trial, choice and client_s")
+        trial_id, choice, client_s = body["trial"], body["choice"], body["client_s"]
+        if not isinstance(trial_id, str) or (choice is not None and choice not in SIDES):
+            raise Rejected(400, "trial must be an id and choice left, right or null")
+        if client_s is not None and (isinstance(client_s, bool) or not isinstance(client_s, (int, float))
+                                     or not 0 <= client_s < 86400):
+            raise Rejected(400, "client_s must be seconds or null")
+        row = self.server.test.answer(trial_id, participant, choice, client_s)
+        return {"recorded": "no answer" if row["choice"] is None else "answer"}  # not whether it was right
+
+    def _send(self, status: int, body: bytes, content_type: str):
+        self.send_response(status)
+        for key, value in {**HEADERS, "Content-Type": content_type, "Content-Length": str(len(body))}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error(self, status: int, message: str):
+        self._send(status, json.dumps({"error": message}).encode(), "application/json")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl-C must not wait for a browser's open connection
+
+    def __init__(self, test: TuringTest, host: str, port: int, on_finish=None):
+        super().__init__((host, port), Handler)
+        self.test, self.sessions, self.on_finish, self.done = test, {}, on_finish, set()
+        self.last_seen = {}  # participant -> (token, time of their last request)
+
+    def finished(self, participant: str):
+        with self.test.lock:
+            first = participant not in self.done
+            self.done.add(participant)
+        if first and self.on_finish:
+            self.on_finish(participant)
+
+
+def serve(test: TuringTest, host: str = "127.0.0.1", port: int = 8000, participant: str = "",
+          open_browser: bool = True):
+    """Serve the test until Ctrl-C; print the summary when someone finishes and at the end."""
+    try:
+        server = Server(test, host, port, on_finish=lambda name: report([test.path], f"{name} finished. "))
+    except OSError as error:
+        raise UserError(f"cannot serve on {host}:{port} ({error.strerror or error}): try another --port") from None
+    url = f"http://{host}:{server.server_address[1]}/" + (f"?name={quote(participant)}" if participant else "")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: anyone who can reach this machine can take the test")
+    print(f"Visual Turing test: {len(test.items)} trials per participant"
+          f"{f', {test.delay:g} s each' if test.delay else ''}; answers go to {test.path}")
+    if test.done:
+        print(f"{sum(map(len, test.done.values()))} earlier answers by {len(test.done)} participant(s): "
+              "they resume where they stopped")
+    print(f"Open {url}  (Ctrl-C stops)", flush=True)
+    if open_browser and (sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY")
+                         or os.environ.get("WAYLAND_DISPLAY")):
+        webbrowser.open(url)  # without a display, webbrowser would start a text browser in this terminal
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped")
+    finally:
+        server.server_close()
+        test.close()
+    report([test.path])

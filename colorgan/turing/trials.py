@@ -1,0 +1,217 @@
+"""The trials of the visual Turing test: test images and their colourisations, each participant's
+order, and the answers, appended to a JSON-lines file and fsynced the moment they arrive."""
+import dataclasses
+import io
+import json
+import os
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+from PIL import Image
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+from colorgan import images
+from colorgan.config import Config, UserError
+from colorgan.turing.stats import SIDES, read_results
+
+GRACE = 0.5  # seconds an answer may arrive after its pair disappeared (network, drawing)
+
+@dataclasses.dataclass
+class Item:
+    """One test image, the same for every participant."""
+    key: str  # where it came from (results file only, never sent to the browser)
+    label: str  # its class: the parent folder's name, or "unknown"
+    real: bytes  # PNG at the display size
+    fake: bytes  # PNG of the same size
+
+
+def to_png(rgb: np.ndarray, size: int) -> bytes:
+    """Upscaled to size x size and stored uncompressed: a compressed colourisation (smoother) would
+    be smaller than its real pair and give itself away in the browser's network panel."""
+    image = Image.fromarray(rgb)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def _label(path: str, root: str) -> str:
+    folder = os.path.basename(os.path.dirname(os.path.relpath(path, root)))
+    return folder if folder not in ("", "test", "val_256") else "unknown"
+
+
+def _test_images(config: Config, count: int):
+    """Up to count (key, class, uint8 RGB) colour images of the test split: a sample fixed by --seed
+    (so a restarted server shows the same images), not the first ones (CIFAR folders are by class)."""
+    from colorgan import data
+    source = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    root = config.dataset_path or "."
+    if source.stream is not None:  # TFDS places365_small: too many to index, take the first ones
+        candidates = ((f"test[{i}]", "unknown", lambda rgb=rgb: rgb)
+                      for i, rgb in enumerate(source.stream().as_numpy_iterator()))
+    elif source.paths is None:
+        candidates = ((f"test[{i}]", "unknown", lambda i=i: source.images[i])
+                      for i in np.random.default_rng(config.seed).permutation(source.size))
+    else:
+        candidates = ((os.path.relpath(p, root), _label(p, root), lambda p=p: images.read_image(p, config.image_size))
+                      for p in (source.paths[i] for i in np.random.default_rng(config.seed).permutation(source.size)))
+    found = 0
+    for key, label, read in candidates:
+        if found == count:
+            return
+        try:
+            rgb = read()
+        except images.ImageError as error:
+            print(f"note: skipped {error}")
+            continue
+        if not images.is_gray(rgb):
+            found += 1
+            yield key, label, images.crop_square(rgb, config.image_size)
+
+
+def prepare_items(generator, config: Config, display_size: int = 256) -> list[Item]:
+    """config.turing_test_size test images and their colourisations, as display-size PNGs."""
+    from colorgan import color, inference
+    found = list(_test_images(config, config.turing_test_size))
+    if not found:
+        raise UserError("no colour image in the test split for the Turing test")
+    real = np.stack([rgb for _, _, rgb in found])
+    fake = []
+    for start in range(0, len(real), 32):  # 32 images of 256 px fit a laptop's memory
+        gray, _ = color.preprocess(real[start:start + 32], config.color_space)
+        fake.append(color.to_uint8(inference.colorize_batch(generator, config, gray)).numpy())
+    fake = np.concatenate(fake)
+    return [Item(key, label, to_png(r, display_size), to_png(f, display_size))
+            for (key, label, r), f in zip(found, fake)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The test: trial order, answers and the results file (shared by the web page and the window)
+
+class Rejected(Exception):
+    """An answer or request the server refuses: an HTTP status and a reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Trial:
+    id: str
+    participant: str
+    number: int  # 1-based position in the participant's test
+    total: int
+    item: Item
+    real_side: str
+    created: float
+    images: dict  # side -> random image id
+    served: set = dataclasses.field(default_factory=set)
+    shown: float | None = None  # when the pair was on screen (both images served)
+    answered: bool = False
+
+    def image(self, side: str) -> bytes:
+        return self.item.real if side == self.real_side else self.item.fake
+
+
+class TuringTest:
+    """Trials for any number of participants, each in their own random order, and their answers,
+    appended to the results file as they arrive. One lock guards the state and the file."""
+
+    def __init__(self, items: list[Item], results_path: str, delay: float = 0.0, model: str = ""):
+        self.items, self.path, self.delay, self.model = items, results_path, float(delay), model
+        self.lock = threading.Lock()
+        self.trials, self.images, self.pending = {}, {}, {}  # trial id, image id, participant -> Trial
+        self.done = {}  # participant -> keys of the images they answered, this run or before
+        if os.path.exists(results_path):
+            for row in read_results([results_path]):
+                self.done.setdefault(row["participant"], set()).add(row["image"])
+        os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+        self.file = open(results_path, "ab")
+        if self.file.tell() and not _ends_with_newline(results_path):
+            self.file.write(b"\n")  # a crash mid-row left a partial line: start a fresh one
+
+    def close(self):
+        self.file.close()
+
+    def progress(self, participant: str) -> int:
+        keys = self.done.get(participant, set())
+        return sum(item.key in keys for item in self.items)
+
+    def next_trial(self, participant: str) -> Trial | None:
+        """The participant's unanswered trial, or a new one; None when they have seen every image."""
+        with self.lock:
+            trial = self.pending.get(participant)
+            if trial and self._expired(trial):
+                self._record(trial, None, None, late=True)
+                trial = None
+            if trial:
+                return trial  # a reloaded page gets the same pair, and no extra time
+            keys = self.done.get(participant, set())
+            left = [item for item in self.items if item.key not in keys]
+            if not left:
+                return None
+            trial = Trial(secrets.token_urlsafe(16), participant, len(self.items) - len(left) + 1, len(self.items),
+                          secrets.choice(left), secrets.choice(SIDES), time.monotonic(),
+                          {side: secrets.token_urlsafe(16) for side in SIDES})
+            self.trials[trial.id] = self.pending[participant] = trial
+            self.images.update({image_id: (trial, side) for side, image_id in trial.images.items()})
+            return trial
+
+    def image(self, image_id: str) -> bytes | None:
+        """An image of an unanswered trial; serving both puts the pair on screen and starts its clock."""
+        with self.lock:
+            trial, side = self.images.get(image_id, (None, None))
+            if trial is None or trial.answered:
+                return None
+            trial.served.add(side)
+            if len(trial.served) == 2 and trial.shown is None:
+                trial.shown = time.monotonic()
+            return trial.image(side)
+
+    def shown(self, trial: Trial):
+        with self.lock:
+            trial.shown = trial.shown or time.monotonic()
+
+    def answer(self, trial_id: str, participant: str, choice: str | None, client_s: float | None = None) -> dict:
+        """Record a pick ("left", "right", or None for no answer) once; after the delay it counts as none."""
+        with self.lock:
+            trial = self.trials.get(trial_id)
+            if trial is None:
+                raise Rejected(404, "unknown trial")
+            if trial.participant != participant:
+                raise Rejected(403, "not your trial")
+            if trial.answered:
+                raise Rejected(409, "trial already answered")
+            late = self._expired(trial)
+            return self._record(trial, None if late else choice, client_s, late)
+
+    def _expired(self, trial: Trial) -> bool:
+        start = trial.shown or trial.created
+        return self.delay > 0 and time.monotonic() - start > self.delay + GRACE
+
+    def _record(self, trial: Trial, choice, client_s, late: bool) -> dict:
+        row = {"participant": trial.participant, "trial": trial.number, "image": trial.item.key,
+               "class": trial.item.label, "real_side": trial.real_side, "choice": choice,
+               "fooled": choice is not None and choice != trial.real_side,
+               "response_s": round(time.monotonic() - (trial.shown or trial.created), 3),
+               "client_s": None if client_s is None else round(client_s, 3), "late": late,
+               "delay": self.delay, "model": self.model,
+               "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        self.file.write((json.dumps(row) + "\n").encode())
+        self.file.flush()
+        os.fsync(self.file.fileno())  # on disk before the participant sees the next pair
+        trial.answered = True
+        del self.pending[trial.participant]
+        self.done.setdefault(trial.participant, set()).add(trial.item.key)
+        return row
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
