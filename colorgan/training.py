@@ -4,7 +4,6 @@ A custom GradientTape step under tf.distribute (one device, several GPUs, or sev
 with mixed precision on GPUs, checkpoints that resume at exactly the next batch, and the things a
 person watches: a progress line, TensorBoard, sample grids, validation and training curves.
 """
-import dataclasses
 import json
 import math
 import os
@@ -17,15 +16,12 @@ import colorgan  # noqa: F401  (sets TensorFlow's environment before it is impor
 import keras
 import tensorflow as tf
 
-from colorgan import color, data, files, losses, metrics, models, plots
-from colorgan.config import ARCHITECTURE, Config, UserError, differences, load_config, on_run
+from colorgan import color, data, files, losses, metrics, models, plots, resume
+from colorgan.config import Config, UserError
+from colorgan.resume import TrainingError, architecture
 
 PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
           "gan": "adversarial: D once, then G twice"}
-
-
-class TrainingError(UserError):
-    """Training cannot go on: a NaN loss, or a checkpoint that does not fit."""
 
 
 def make_strategy() -> tf.distribute.Strategy:
@@ -90,8 +86,6 @@ class Run:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
-            # Which networks the checkpoint holds: checked before restoring, even without config.json.
-            self.architecture = tf.Variable(architecture(config), dtype=tf.string, trainable=False)
             self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
             self.disc_opt = None if self.discriminator is None else keras.optimizers.Adam(
                 lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
@@ -103,6 +97,9 @@ class Run:
             self.gen_opt.build(self.generator.trainable_variables)
             if self.disc_opt is not None:
                 self.disc_opt.build(self.discriminator.trainable_variables)
+        # Which networks the checkpoint holds: checked before restoring, even without config.json. Made
+        # outside the strategy's scope: a mirrored variable must be numeric.
+        self.architecture = tf.Variable(architecture(config), dtype=tf.string, trainable=False)
         # Dropout's seed state is not part of the model's checkpoint: save it too, so a resumed run
         # draws the same dropout masks as an uninterrupted one.
         self.rng = [layer.seed_generator.state for layer in self.generator.layers
@@ -123,6 +120,19 @@ class Run:
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
         optimizer.apply_gradients(zip(grads, variables))
 
+    def _discriminate(self, gray, colour, training=True):
+        """D's logits for each patch of a (gray, colour) pair: (bs, H/8, W/8, 1)."""
+        return self.discriminator(tf.concat([gray, tf.cast(colour, gray.dtype)], -1), training=training)
+
+    def _discriminator_loss(self, gray, colour, fake, batch, training=True) -> dict:
+        real_logits, fake_logits = self._discriminate(gray, colour, training), self._discriminate(gray, fake, training)
+        return losses.discriminator_loss(real_logits, fake_logits, self.config.label_smoothing, batch,
+                                         self.config.gan_loss)
+
+    def _generator_loss(self, gray, colour, fake, batch, training=True) -> dict:
+        return losses.generator_loss(self._discriminate(gray, fake, training), fake, colour, self.config.l1_weight,
+                                     batch, self.config.gan_loss)
+
     def replica_generator_step(self, gray, colour):
         """The generator alone, L1 only: the paper's U-Net baseline and NoGAN's first phase."""
         config, G = self.config, self.generator
@@ -135,48 +145,34 @@ class Run:
 
     def replica_discriminator_step(self, gray, colour):
         """The discriminator alone, against the generator's colourisations: NoGAN's second phase."""
-        config, D = self.config, self.discriminator
-        fake = models.colorize(self.generator, gray, config.generator_output, training=True)
+        fake = models.colorize(self.generator, gray, self.config.generator_output, training=True)
         with tf.GradientTape() as tape:
-            real_logits = D(tf.concat([gray, colour], -1), training=True)  # (bs, H/8, W/8, 1)
-            fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
-            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, config.batch_size,
-                                             config.gan_loss)
-        self._update(self.disc_opt, disc["total"], tape, D.trainable_variables)
+            disc = self._discriminator_loss(gray, colour, fake, self.config.batch_size)
+        self._update(self.disc_opt, disc["total"], tape, self.discriminator.trainable_variables)
         return dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
                     accuracy=self._accuracy(colour, fake))
 
     def replica_step(self, gray, colour):
-        """One iteration on one replica: D once, then G twice. Returns the metrics as scalars."""
-        config, G, D = self.config, self.generator, self.discriminator
-        global_batch = config.batch_size
-
-        def generator_update(tape, fake):
-            """Finish G's loss on fake (recorded by tape) against the current D, and apply it."""
-            with tape:
-                fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=True)
-                gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, global_batch,
-                                            config.gan_loss)
-            self._update(self.gen_opt, gen["total"], tape, G.trainable_variables)
-            return gen
-
-        # D's update and G's first update see the same G weights: one forward pass of G serves
-        # both (it is 12% of the iteration's FLOPs); the authors' loop ran it twice.
+        """One iteration on one replica: D once, then G twice (so that D does not win too early)."""
+        config, G, D, batch = self.config, self.generator, self.discriminator, self.config.batch_size
+        # D's update and G's first see the same G weights: one forward pass of G (12% of the
+        # iteration's FLOPs) serves both, and its tape is entered again for G's loss.
         gen_tape = tf.GradientTape()
         with gen_tape:
             fake = models.colorize(G, gray, config.generator_output, training=True)  # (bs, H, W, 3)
-        with tf.GradientTape() as tape:
-            real_logits = D(tf.concat([gray, colour], -1), training=True)  # (bs, H/8, W/8, 1)
-            fake_logits = D(tf.concat([gray, tf.cast(tf.stop_gradient(fake), gray.dtype)], -1), training=True)
-            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, global_batch,
-                                             config.gan_loss)
-        self._update(self.disc_opt, disc["total"], tape, D.trainable_variables)
 
-        generator_update(gen_tape, fake)  # G is updated twice so that D does not win too early
-        gen_tape = tf.GradientTape()
-        with gen_tape:
+        with tf.GradientTape() as disc_tape:
+            disc = self._discriminator_loss(gray, colour, tf.stop_gradient(fake), batch)
+        self._update(self.disc_opt, disc["total"], disc_tape, D.trainable_variables)
+
+        with gen_tape:  # G's first update: against the D just updated
+            gen = self._generator_loss(gray, colour, fake, batch)
+        self._update(self.gen_opt, gen["total"], gen_tape, G.trainable_variables)
+
+        with tf.GradientTape() as gen_tape:  # G's second update, from a new forward pass
             fake = models.colorize(G, gray, config.generator_output, training=True)
-        gen = generator_update(gen_tape, fake)
+            gen = self._generator_loss(gray, colour, fake, batch)
+        self._update(self.gen_opt, gen["total"], gen_tape, G.trainable_variables)
 
         return dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
                     gen_loss=gen["total"], gen_gan=gen["gan"], gen_l1=gen["l1"], accuracy=self._accuracy(colour, fake))
@@ -184,17 +180,15 @@ class Run:
     def replica_eval(self, gray, colour):
         """Sums of the losses and accuracy over one replica's batch (BatchNorm in inference mode, no
         dropout): summed over replicas and divided by the count, they are means over the test split."""
-        config, G, D = self.config, self.generator, self.discriminator
+        config = self.config
         n = tf.shape(gray)[0]  # the losses' mean over this replica's batch, not a share of a global batch
-        fake = models.colorize(G, gray, config.generator_output, training=False)
+        fake = models.colorize(self.generator, gray, config.generator_output, training=False)
         l1 = losses.l1_loss(fake, colour, n)
         values = dict(gen_loss=config.l1_weight * l1, gen_l1=l1,
                       accuracy=metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh))
-        if D is not None:
-            real_logits = D(tf.concat([gray, colour], -1), training=False)
-            fake_logits = D(tf.concat([gray, tf.cast(fake, gray.dtype)], -1), training=False)
-            disc = losses.discriminator_loss(real_logits, fake_logits, config.label_smoothing, n, config.gan_loss)
-            gen = losses.generator_loss(fake_logits, fake, colour, config.l1_weight, n, config.gan_loss)
+        if self.discriminator is not None:
+            disc = self._discriminator_loss(gray, colour, fake, n, training=False)
+            gen = self._generator_loss(gray, colour, fake, n, training=False)
             values |= dict(disc_loss=disc["total"], disc_real=disc["real"], disc_fake=disc["fake"],
                            gen_loss=gen["total"], gen_gan=gen["gan"])
         n = tf.cast(n, tf.float32)
@@ -236,103 +230,6 @@ class Stop:
             signal.signal(sig, handler)
 
 
-def _check_config(config: Config, run_dir: str) -> None:
-    """Refuse a run folder of other networks; say which settings changed on resume."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    previous = load_config(path)
-    on_run(previous, dataclasses.asdict(config), run_dir)
-    changed = differences(previous, config)
-    if changed:
-        print("resuming with changed settings: " +
-              ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
-
-
-def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
-    """Restore the checkpoint's objects from path, or fail with a message that names the path."""
-    try:
-        status = checkpoint.read(path).assert_existing_objects_matched()
-        if partial:
-            status.expect_partial()
-    except Exception as error:  # TF raises many kinds on a corrupt or foreign file
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise TrainingError(f"cannot restore checkpoint {path}: it is corrupt or of another architecture "
-                            f"({first})") from None
-
-
-def architecture(config: Config) -> str:
-    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ARCHITECTURE)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
-
-
-def resume(run: "Run", checkpoint_dir: str) -> str | None:
-    """Restore the newest checkpoint that restores; returns its path (None: there is none).
-
-    A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
-    another architecture is an error, as are checkpoints of which none restores.
-    """
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
-    problems = []
-    for path in paths:
-        path = path if os.path.isabs(path) else os.path.join(checkpoint_dir, path)
-        try:
-            names = dict(tf.train.list_variables(path))
-            tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
-        except Exception as error:  # TF raises many kinds on missing or truncated files
-            problems.append(f"{path}: {_first_line(error)}")
-            continue
-        objects = run.state()
-        key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
-        if key in names:
-            recorded = tf.train.load_variable(path, key).decode()
-            if recorded != architecture(run.config):
-                raise TrainingError(f"{path} holds {recorded}; this command asks for {architecture(run.config)}. "
-                                    "Use another --name, or the same settings to resume.")
-        else:
-            del objects["architecture"]  # written before colorgan recorded it
-        try:
-            restore(tf.train.Checkpoint(**objects), path)
-        except TrainingError as error:
-            problems.append(str(error))
-            continue
-        for problem in problems:
-            print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
-        return path
-    if problems:
-        raise TrainingError("no checkpoint could be restored: " + "; ".join(problems))
-    return None
-
-
-def _earlier_run(run_dir: str) -> list[str]:
-    """What an earlier run left in run_dir (other workers' folders do not count)."""
-    if not os.path.isdir(run_dir):
-        return []
-    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-"))
-
-
-def _move_aside(run_dir: str) -> None:
-    if _earlier_run(run_dir):
-        aside = f"{os.path.normpath(run_dir)}.{time.strftime('%Y%m%d-%H%M%S')}"
-        os.replace(run_dir, aside)
-        print(f"--fresh: moved the earlier run to {aside}", flush=True)
-
-
-def _drop_history_after(run_dir: str, step: int) -> None:
-    """history.jsonl rows past the restored step were logged by a process killed before its next
-    checkpoint: the resumed run logs those steps again."""
-    path = os.path.join(run_dir, "history.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        files.write_text(path, "".join(rows))
-
-
 def _format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -345,98 +242,131 @@ def _append_history(run_dir: str, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _is_chief() -> bool:
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = cluster.get("task", {})
-    return not cluster or task.get("type") in (None, "chief") or (
-        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
-
-
 def train(config: Config, fresh: bool = False) -> str:
     """Train (or resume) the run in config.run_dir; returns the path of the exported generator.
 
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
     strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
-    if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
-        raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
-    chief = _is_chief()
-    if fresh and chief:
-        _move_aside(config.run_dir)
-    _check_config(config, config.run_dir)
-    checkpoint_state = tf.train.get_checkpoint_state(os.path.join(config.run_dir, "checkpoints"))
-    if chief and not checkpoint_state and _earlier_run(config.run_dir):
-        raise TrainingError(f"{config.run_dir} holds an earlier run ({', '.join(_earlier_run(config.run_dir))}) "
-                            "but no checkpoint to resume from: pass --fresh to move it aside and start anew, "
-                            "or choose another --name")
-    # Every worker writes checkpoints (saving is collective); only the chief's are kept.
-    run_dir = config.run_dir if chief else os.path.join(config.run_dir, f".worker-{os.getpid()}")
-    os.makedirs(run_dir, exist_ok=True)
+    run_dir = resume.prepare(config, fresh)
     print(f"config: {config.to_json()}", flush=True)
     for split in ("train", "test"):
         print(data.describe(config, split))
-
-    run = Run(config, strategy, pretrained=not checkpoint_state)
+    run = Run(config, strategy, pretrained=not resume.has_checkpoint(config.run_dir))
     run.compile()
-    distributed = strategy.num_replicas_in_sync > 1
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy} ({run.policy_reason}), "
           f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    latest = resume(run, os.path.join(config.run_dir, "checkpoints"))  # all but the data iterator, made per epoch
-    start_epoch = int(run.epoch.numpy())
+
+    latest = resume.restore_newest(run, os.path.join(config.run_dir, "checkpoints"))  # all but the data iterator
     if latest:
         print(f"resumed from {latest} at step {int(run.step.numpy())}", flush=True)
-        _drop_history_after(run_dir, int(run.step.numpy()))
+        resume.drop_history_after(run_dir, int(run.step.numpy()))
     config.save(run_dir)  # only now: a command that does not fit the run must not overwrite it
 
     train_size = data.load_source(config.dataset, config.dataset_path, "train", config.seed).size
-    steps_per_epoch = max(1, train_size // config.batch_size)
-    total_steps = config.total_epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
-    samples = _fixed_samples(config)
-    stop = Stop()
+    total_steps = config.total_epochs * max(1, train_size // config.batch_size)
+    total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
+    checkpoint = tf.train.Checkpoint(**run.state())  # and, on one device, each epoch's data iterator
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), config.keep_checkpoints)
+    loop = Loop(run, run_dir, checkpoint, manager, tf.summary.create_file_writer(os.path.join(run_dir, "logs")),
+                _fixed_samples(config), total_steps)
+    start_epoch = int(run.epoch.numpy())
     try:
         for epoch in range(start_epoch, config.total_epochs):
-            resuming = epoch == start_epoch and latest
-            if not resuming:
-                run.epoch.assign(epoch), run.epoch_step.assign(0)
-            phase = config.phase(epoch)
-            if epoch == start_epoch or phase != config.phase(epoch - 1):
-                last = max(e for e in range(config.total_epochs) if config.phase(e) == phase)
-                print(f"phase {phase} ({PHASES[phase]}): epochs {epoch + 1}-{last + 1} of {config.total_epochs}",
-                      flush=True)
-            skipped = data.Skipped()
-            dataset = data.make_dataset(config, "train", epoch, skipped)
-            if distributed:  # distributed iterators are not saved: skip the batches this epoch has done
-                dataset = strategy.experimental_distribute_dataset(dataset.skip(int(run.epoch_step.numpy())))
-            iterator = iter(dataset)
-            # On one device the iterator is saved too: a resumed run continues with the very next batch.
-            checkpoint = tf.train.Checkpoint(**run.state(**({} if distributed else {"iterator": iterator})))
-            manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, config.keep_checkpoints)
-            if resuming and not distributed:
-                restore(tf.train.Checkpoint(iterator=iterator), latest, partial=True)
-            elif epoch > start_epoch:  # the end of the previous epoch, saved with this epoch's fresh iterator
-                manager.save(checkpoint_number=int(run.step.numpy()))
-            if int(run.step.numpy()) >= total_steps:
+            if int(run.step.numpy()) >= total_steps or loop.epoch(epoch, start_epoch, latest):
                 break
-            if _train_epoch(run, phase, iterator, manager, writer, samples, stop, total_steps, run_dir, skipped):
-                break
-            print(f"epoch {epoch + 1}/{config.total_epochs} done: {skipped}", flush=True)
-            if config.validate:
-                validate(run, run_dir, writer)
         else:
-            if config.total_epochs > start_epoch:
-                run.epoch.assign(config.total_epochs)
-                manager.save(checkpoint_number=int(run.step.numpy()))
-                write_samples(run, samples, run_dir, writer)  # the finished model's, as at --max-steps
+            write_samples(run, loop.samples, run_dir, loop.writer)  # the finished model's, as at --max-steps
     finally:
-        stop.restore()
+        loop.stop.restore()
     history = os.path.join(run_dir, "history.jsonl")
     if os.path.exists(history):  # also without validation: the curves of the whole run
         plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
     return export(run, run_dir)
+
+
+class Loop:
+    """What the epochs share: the run, where it writes, its checkpoints and the signal handler."""
+
+    def __init__(self, run, run_dir, checkpoint, manager, writer, samples, total_steps):
+        self.run, self.run_dir, self.checkpoint, self.manager = run, run_dir, checkpoint, manager
+        self.writer, self.samples, self.total_steps, self.stop = writer, samples, total_steps, Stop()
+
+    def epoch(self, epoch: int, start_epoch: int, latest: str | None) -> bool:
+        """Train one epoch; True when training must stop (max steps or a signal) before its end."""
+        run, config = self.run, self.run.config
+        phase = config.phase(epoch)
+        if epoch == start_epoch or phase != config.phase(epoch - 1):
+            last = max(e for e in range(config.total_epochs) if config.phase(e) == phase)
+            print(f"phase {phase} ({PHASES[phase]}): epochs {epoch + 1}-{last + 1} of {config.total_epochs}",
+                  flush=True)
+        skipped = data.Skipped()
+        if self.steps(phase, self.batches(epoch, latest, skipped), skipped):
+            return True
+        print(f"epoch {epoch + 1}/{config.total_epochs} done: {skipped}", flush=True)
+        run.epoch.assign(epoch + 1), run.epoch_step.assign(0)  # a run resumed from here starts the next epoch
+        self.manager.save(checkpoint_number=int(run.step.numpy()))
+        if config.validate:
+            validate(run, self.run_dir, self.writer)
+        return False
+
+    def batches(self, epoch: int, latest: str | None, skipped: data.Skipped):
+        """An iterator over the epoch's batches; an epoch resumed midway continues with the very
+        batch that came next (its position is in the checkpoint on one device, skipped over on several)."""
+        run = self.run
+        done = int(run.epoch_step.numpy())  # batches of this epoch already trained: only when resuming
+        dataset = data.make_dataset(run.config, "train", epoch, skipped)
+        if run.strategy.num_replicas_in_sync > 1:  # distributed iterators cannot be saved
+            return iter(run.strategy.experimental_distribute_dataset(dataset.skip(done)))
+        iterator = self.checkpoint.iterator = iter(dataset)
+        if done:
+            resume.restore(tf.train.Checkpoint(iterator=iterator), latest, partial=True)
+        return iterator
+
+    def steps(self, phase: str, iterator, skipped: data.Skipped) -> bool:
+        """Steps until the epoch ends (False) or training must stop (True: max steps or a signal)."""
+        run, config, manager, writer, stop = self.run, self.run.config, self.manager, self.writer, self.stop
+        samples, total_steps, run_dir = self.samples, self.total_steps, self.run_dir
+        train_step = run.train_steps[phase]
+        batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
+        for batch in iterator:
+            values = {k: float(v) for k, v in train_step(batch).items()}
+            step = int(run.step.assign_add(1).numpy())
+            run.epoch_step.assign_add(1)
+            batches += 1
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(f"step {step}: non-finite {', '.join(bad)}; stopped without saving this state. "
+                                    f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
+            if batches == 1:  # the first step traces the graph: leave it out of images/s
+                window_start = time.perf_counter()
+            else:
+                window_images += config.batch_size
+            if step % config.log_interval == 0 or step == total_steps:
+                if window_images:
+                    rate = window_images / (time.perf_counter() - window_start)
+                    window_start, window_images = time.perf_counter(), 0
+                eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
+                print(f"epoch {int(run.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
+                      f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
+                with writer.as_default(step=step):
+                    for k, v in values.items():
+                        tf.summary.scalar(f"train/{k}", v)
+                _append_history(run_dir, {"split": "train", "step": step, "phase": phase, **values})
+            if step % config.sample_interval == 0:
+                write_samples(run, samples, run_dir, writer)
+            if config.validate and config.validate_interval and step % config.validate_interval == 0:
+                validate(run, run_dir, writer)
+            done = step >= total_steps or stop.signal is not None
+            if step % config.save_interval == 0 or done:
+                manager.save(checkpoint_number=step)
+            if done:
+                if stop.signal is None:
+                    write_samples(run, samples, run_dir, writer)
+                print(f"stopped at step {step} ({stop.signal or 'max steps'}); checkpoint {manager.latest_checkpoint}")
+                return True
+        data.check_not_empty(batches, skipped, config, "train")
+        return False
 
 
 def _fixed_samples(config: Config):
@@ -461,51 +391,6 @@ def _progress(values: dict) -> str:
     elif "gen_l1" in values:
         parts.append(f"G L1 {values['gen_l1']:.4f}")
     return " ".join(parts) + f" acc {values['accuracy']:.3f}"
-
-
-def _train_epoch(run, phase, iterator, manager, writer, samples, stop, total_steps, run_dir, skipped) -> bool:
-    """Steps until the epoch ends (False) or training must stop (True: max steps or a signal)."""
-    config = run.config
-    train_step = run.train_steps[phase]
-    batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
-    for batch in iterator:
-        values = {k: float(v) for k, v in train_step(batch).items()}
-        step = int(run.step.assign_add(1).numpy())
-        run.epoch_step.assign_add(1)
-        batches += 1
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingError(f"step {step}: non-finite {', '.join(bad)}; stopped without saving this state. "
-                                f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
-        if batches == 1:  # the first step traces the graph: leave it out of images/s
-            window_start = time.perf_counter()
-        else:
-            window_images += config.batch_size
-        if step % config.log_interval == 0 or step == total_steps:
-            if window_images:
-                rate = window_images / (time.perf_counter() - window_start)
-                window_start, window_images = time.perf_counter(), 0
-            eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
-            print(f"epoch {int(run.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
-                  f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
-            with writer.as_default(step=step):
-                for k, v in values.items():
-                    tf.summary.scalar(f"train/{k}", v)
-            _append_history(run_dir, {"split": "train", "step": step, "phase": phase, **values})
-        if step % config.sample_interval == 0:
-            write_samples(run, samples, run_dir, writer)
-        if config.validate and config.validate_interval and step % config.validate_interval == 0:
-            validate(run, run_dir, writer)
-        done = step >= total_steps or stop.signal is not None
-        if step % config.save_interval == 0 or done:
-            manager.save(checkpoint_number=step)
-        if done:
-            if stop.signal is None:
-                write_samples(run, samples, run_dir, writer)
-            print(f"stopped at step {step} ({stop.signal or 'max steps'}); checkpoint {manager.latest_checkpoint}")
-            return True
-    data.check_not_empty(batches, skipped, config, "train")
-    return False
 
 
 def write_samples(run: Run, samples, run_dir: str, writer) -> str:

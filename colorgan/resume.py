@@ -1,0 +1,142 @@
+"""Run folders and checkpoints: refuse one of other networks, move an earlier run aside when asked,
+and resume from the newest checkpoint that restores. Nothing is overwritten or deleted silently."""
+import dataclasses
+import json
+import os
+import time
+
+import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
+import tensorflow as tf
+
+from colorgan import files
+from colorgan.config import ARCHITECTURE, Config, UserError, differences, load_config, on_run
+
+
+class TrainingError(UserError):
+    """Training cannot go on: a NaN loss, or a checkpoint that does not fit."""
+
+
+def is_chief() -> bool:
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = cluster.get("task", {})
+    return not cluster or task.get("type") in (None, "chief") or (
+        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
+
+
+def prepare(config: Config, fresh: bool) -> str:
+    """Check config.run_dir before anything is written (moving an earlier run aside when fresh);
+    returns this process's folder: the run's, or another worker's own below it."""
+    if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
+        raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
+    chief = is_chief()
+    if fresh and chief:
+        move_aside(config.run_dir)
+    check_config(config, config.run_dir)
+    if chief and not has_checkpoint(config.run_dir) and earlier_run(config.run_dir):
+        raise TrainingError(f"{config.run_dir} holds an earlier run ({', '.join(earlier_run(config.run_dir))}) "
+                            "but no checkpoint to resume from: pass --fresh to move it aside and start anew, "
+                            "or choose another --name")
+    # Every worker writes checkpoints (saving is collective); only the chief's are kept.
+    run_dir = config.run_dir if chief else os.path.join(config.run_dir, f".worker-{os.getpid()}")
+    os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def has_checkpoint(run_dir: str) -> bool:
+    return tf.train.get_checkpoint_state(os.path.join(run_dir, "checkpoints")) is not None
+
+
+def check_config(config: Config, run_dir: str) -> None:
+    """Refuse a run folder of other networks; say which settings changed on resume."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    previous = load_config(path)
+    on_run(previous, dataclasses.asdict(config), run_dir)
+    changed = differences(previous, config)
+    if changed:
+        print("resuming with changed settings: " +
+              ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
+    """Restore the checkpoint's objects from path, or fail with a message that names the path."""
+    try:
+        status = checkpoint.read(path).assert_existing_objects_matched()
+        if partial:
+            status.expect_partial()
+    except Exception as error:  # TF raises many kinds on a corrupt or foreign file
+        raise TrainingError(f"cannot restore checkpoint {path}: it is corrupt or of another architecture "
+                            f"({_first_line(error)})") from None
+
+
+def architecture(config: Config) -> str:
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ARCHITECTURE)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def restore_newest(run, checkpoint_dir: str) -> str | None:
+    """Restore the newest checkpoint that restores; returns its path (None: there is none).
+
+    A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
+    another architecture is an error, as are checkpoints of which none restores.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    problems = []
+    for path in paths:
+        path = path if os.path.isabs(path) else os.path.join(checkpoint_dir, path)
+        try:
+            names = dict(tf.train.list_variables(path))
+            tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+        except Exception as error:  # TF raises many kinds on missing or truncated files
+            problems.append(f"{path}: {_first_line(error)}")
+            continue
+        objects = run.state()
+        key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
+        if key in names:
+            recorded = tf.train.load_variable(path, key).decode()
+            if recorded != architecture(run.config):
+                raise TrainingError(f"{path} holds {recorded}; this command asks for {architecture(run.config)}. "
+                                    "Use another --name, or the same settings to resume.")
+        else:
+            del objects["architecture"]  # written before colorgan recorded it
+        try:
+            restore(tf.train.Checkpoint(**objects), path)
+        except TrainingError as error:
+            problems.append(str(error))
+            continue
+        for problem in problems:
+            print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
+        return path
+    if problems:
+        raise TrainingError("no checkpoint could be restored: " + "; ".join(problems))
+    return None
+
+
+def earlier_run(run_dir: str) -> list[str]:
+    """What an earlier run left in run_dir (other workers' folders do not count)."""
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-"))
+
+
+def move_aside(run_dir: str) -> None:
+    if earlier_run(run_dir):
+        aside = f"{os.path.normpath(run_dir)}.{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(run_dir, aside)
+        print(f"--fresh: moved the earlier run to {aside}", flush=True)
+
+
+def drop_history_after(run_dir: str, step: int) -> None:
+    """history.jsonl rows past the restored step were logged by a process killed before its next
+    checkpoint: the resumed run logs those steps again."""
+    path = os.path.join(run_dir, "history.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        files.write_text(path, "".join(rows))
