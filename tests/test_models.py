@@ -64,8 +64,6 @@ def test_places365_generator():
     g = build_generator("places365")
     # its 7 stride-2 layers need H, W divisible by 128 (the authors train on 256x256)
     assert g(gray(1, 128, 128)).shape == (1, 128, 128, 3)
-    assert build_generator("folder").count_params() == g.count_params()
-    assert build_discriminator("places365").count_params() == build_discriminator("cifar10").count_params()
 
 
 def test_mixed_precision_outputs_float32(bf16_policy):
@@ -84,8 +82,3 @@ def test_dropout_only_in_training(gen):
     assert not np.allclose(a, b)
     c, d = (keras.ops.convert_to_numpy(gen(x, training=False)) for _ in range(2))
     np.testing.assert_array_equal(c, d)
-
-
-def test_sync_batchnorm_flag():
-    g = build_generator("cifar10", sync_batchnorm=True)
-    assert all(l.synchronized for l in g.layers if isinstance(l, keras.layers.BatchNormalization))

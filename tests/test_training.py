@@ -58,13 +58,24 @@ def generator_weights(run_dir):
     return [w.numpy() for w in model.weights]
 
 
-def test_a_few_real_steps_lower_the_l1_loss(shared_data):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=8)
+def test_a_few_real_gan_iterations_learn(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=8,
+                             mixed_precision="off")
     run = training.Run(cfg, tf.distribute.get_strategy())
     run.compile()
-    batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
-    l1 = [run.train_step(batch)["gen_l1"].numpy() for _ in range(6)]
+    gray, colour = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+
+    def gap():  # how much more real D finds the real colours than G's
+        fake = models.colorize(run.generator, gray, cfg.generator_output, training=False)
+        return float(tf.reduce_mean(run._discriminate(gray, colour, False) - run._discriminate(gray, fake, False)))
+
+    weights = lambda model: np.concatenate([v.numpy().ravel() for v in model.trainable_variables])  # noqa: E731
+    before = gap(), weights(run.generator), weights(run.discriminator)
+    l1 = [run.train_step((gray, colour))["gen_l1"].numpy() for _ in range(8)]
     assert l1[-1] < 0.8 * l1[0], l1
+    assert gap() > before[0], (gap(), before[0])  # D tells them apart better than it did
+    assert not np.array_equal(weights(run.generator), before[1])
+    assert not np.array_equal(weights(run.discriminator), before[2])
 
 
 # (step, generator's rate, discriminator's) by hand: max(1e-6, 3e-4 * 0.1^(step / decay steps)), D's / 10

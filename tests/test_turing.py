@@ -176,10 +176,16 @@ def test_a_late_answer_counts_as_no_answer(serve, tmp_path):
     assert row["choice"] is None and row["late"] and not row["fooled"] and row["response_s"] > 0.6
 
 
-def test_it_binds_loopback_by_default():
+def test_it_binds_loopback_by_default(tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
     turing.add_flags(parser)
-    assert parser.parse_args([]).host == "127.0.0.1"
+    options = parser.parse_args(["--port", "0"])
+    test = turing.TuringTest(make_items(1), str(tmp_path / "results.jsonl"))
+    bound = []
+    monkeypatch.setattr(turing.server.Server, "serve_forever", lambda server: bound.append(server.server_address))
+    turing.serve(test, options.host, options.port, open_browser=False)  # serves until the (patched) loop returns
+    assert bound and bound[0][0] == "127.0.0.1"  # not reachable from other machines
+    test.close()
 
 
 # ----------------------------------------------------------------------------------------------
