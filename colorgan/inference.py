@@ -172,8 +172,11 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
         batch = pending.pop(shape)
         for (_, target), out in zip(batch, colorize_images(generator, config, np.stack([b[0] for b in batch]),
                                                            render_size)):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            images.write_png(out, target)
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                images.write_png(out, target)
+            except OSError as error:  # read-only or full: stop, having changed nothing else
+                raise UserError(f"cannot write {target}: {error.strerror or error}") from None
         written += len(batch)
         rate = written / (time.perf_counter() - started)
         print(f"colourised {written}/{len(paths)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "

@@ -1,5 +1,6 @@
 """Bad input a user can reach: each command stops with one line that names the problem, writes
 nothing outside its output, and shows no traceback."""
+import importlib.util
 import subprocess
 import sys
 
@@ -89,6 +90,26 @@ def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):  # n
         with pytest.raises(SystemExit):
             evaluation.main([*run, flag, "-5"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "in"]
+
+
+def test_turing_port_and_results_are_checked(trained, tmp_path):  # noqa: F811
+    spec = importlib.util.spec_from_file_location("turing_command", ROOT / "test_turing.py")
+    command = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(command)
+    turing_main = command.main
+    run = ["--checkpoints-path", str(trained / "runs" / "run"), "--no-browser"]
+    one_line_error(lambda: turing_main([*run, "--port", "70000"]), "a port is 0-65535")
+    one_line_error(lambda: turing_main([*run, "--results", str(tmp_path)]), "is a folder")
+
+
+def test_an_output_that_cannot_be_written(trained, tmp_path):  # noqa: F811
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 60).save(tmp_path / "in" / "a.png")
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # as a full or read-only disk would, the write fails
+    one_line_error(lambda: evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input",
+                                            str(tmp_path / "in"), "--test-output", str(tmp_path / "out")]),
+                   "cannot write .*a.png")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # no temporary file left behind
 
 
 def test_a_garbage_generator_is_named_as_such(trained, tmp_path):  # noqa: F811

@@ -46,6 +46,10 @@ def main(config: Config, given: set, options):
         raise UserError("--display-size must be at least 8, --turing-test-size at least 1 and the delay not negative")
     if options.participant and not NAME.fullmatch(options.participant):
         raise UserError("--participant: 1-40 letters, digits, spaces or . _ @ -")
+    if not 0 <= options.port <= 65535:
+        raise UserError(f"--port {options.port}: a port is 0-65535 (0: any free one)")
+    if options.results and os.path.isdir(options.results):
+        raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
     from colorgan import inference
     run_dir = inference.find_run(config.checkpoints_path, config.name)
     generator, run_config = inference.load_run(run_dir)
