@@ -3,6 +3,9 @@ import contextlib
 import os
 import tempfile
 
+_UMASK = os.umask(0o022)  # read once, at import, while no other thread can create a file meanwhile
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
@@ -17,9 +20,7 @@ def atomic_path(path: str):
     os.makedirs(folder, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1])
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
+    os.chmod(temporary, 0o666 & ~_UMASK)  # as open() would have made it, not mkstemp's 0600
     try:
         yield temporary
         os.replace(temporary, path)
