@@ -167,6 +167,10 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
 
     pending, failed, written, started = {}, [], 0, time.perf_counter()  # pending: (H, W) -> [(rgb, target)]
 
+    def batch_limit(h, w):  # memory stays bounded at full resolution and in the generator
+        rendered = (render_size / min(h, w)) ** 2 * h * w if render_size else min(h * w, MAX_RENDER_PIXELS)
+        return max(1, min(config.batch_size, MAX_BATCH_PIXELS // (h * w), int(MAX_RENDER_PIXELS // rendered)))
+
     def flush(shape):
         nonlocal written
         batch = pending.pop(shape)
@@ -192,9 +196,9 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
         except images.ImageError as error:
             failed.append(str(error))
             continue
-        pending.setdefault(rgb.shape[:2], []).append((rgb, target))
         shape = rgb.shape[:2]
-        if len(pending[shape]) >= min(config.batch_size, max(1, MAX_BATCH_PIXELS // (shape[0] * shape[1]))):
+        pending.setdefault(shape, []).append((rgb, target))
+        if len(pending[shape]) >= batch_limit(*shape):
             flush(shape)
         elif sum(map(len, pending.values())) >= config.batch_size:  # many sizes: bounded memory all the same
             flush(max(pending, key=lambda s: len(pending[s])))
