@@ -12,7 +12,6 @@ import train as train_py
 from colorgan import evaluation
 from colorgan.config import UserError
 from tests.conftest import ROOT
-from tests.test_eval import trained  # noqa: F401  (the fixture: two one-step runs)
 from tests.test_training import tiny_args
 
 
@@ -75,7 +74,7 @@ def test_a_folder_of_only_unusable_images(tmp_path, kind):
                    "not one of them is a usable colour image")
 
 
-def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):  # noqa: F811
+def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):
     run = ["--checkpoints-path", str(trained / "runs" / "run")]
     one_line_error(lambda: evaluation.main([*run, "--json", str(tmp_path / "missing" / "r.json")]),
                    "its folder does not exist")
@@ -92,7 +91,7 @@ def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):  # n
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "in"]
 
 
-def test_turing_port_and_results_are_checked(trained, tmp_path):  # noqa: F811
+def test_turing_port_and_results_are_checked(trained, tmp_path):
     spec = importlib.util.spec_from_file_location("turing_command", ROOT / "test_turing.py")
     command = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(command)
@@ -102,7 +101,7 @@ def test_turing_port_and_results_are_checked(trained, tmp_path):  # noqa: F811
     one_line_error(lambda: turing_main([*run, "--results", str(tmp_path)]), "is a folder")
 
 
-def test_an_output_that_cannot_be_written(trained, tmp_path):  # noqa: F811
+def test_an_output_that_cannot_be_written(trained, tmp_path):
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 60).save(tmp_path / "in" / "a.png")
     (tmp_path / "out" / "a.png").mkdir(parents=True)  # as a full or read-only disk would, the write fails
@@ -112,7 +111,7 @@ def test_an_output_that_cannot_be_written(trained, tmp_path):  # noqa: F811
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # no temporary file left behind
 
 
-def test_a_garbage_generator_is_named_as_such(trained, tmp_path):  # noqa: F811
+def test_a_garbage_generator_is_named_as_such(trained, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_bytes((trained / "runs" / "run" / "config.json").read_bytes())
@@ -120,7 +119,7 @@ def test_a_garbage_generator_is_named_as_such(trained, tmp_path):  # noqa: F811
     one_line_error(lambda: evaluation.main(["--checkpoints-path", str(run)]), "not a .keras file")
 
 
-def test_same_stem_inputs_get_distinct_outputs(trained, tmp_path, capsys):  # noqa: F811
+def test_same_stem_inputs_get_distinct_outputs(trained, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "in" / "c1.jpg")

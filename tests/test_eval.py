@@ -8,25 +8,7 @@ from PIL import Image
 
 import tensorflow as tf
 
-from colorgan import color, config, data, evaluation, files, images, inference, training
-from tests.test_training import tiny_args
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, shared_data):
-    """Two one-step runs on 48 real CIFAR-10 test JPEGs (a train/ and a test/ split of them)."""
-    root = tmp_path_factory.mktemp("eval")
-    folder = root / "data"
-    sources = images.list_images(str(shared_data / "cifar10" / "test"))[::200][:48]
-    for i, path in enumerate(sources):
-        split = "test" if i % 4 == 0 else "train"
-        (folder / split).mkdir(parents=True, exist_ok=True)
-        Image.open(path).save(folder / split / f"{i:03d}.png")
-    for name, extra in (("run", []), ("ab", ["--generator-output", "ab"])):
-        args = tiny_args(folder, root / "runs", "--max-steps", "1", *extra)
-        args[args.index("--name") + 1] = name
-        training.train(config.parse_args(args))
-    return root
+from colorgan import color, config, data, evaluation, files, images, inference
 
 
 def test_table_json_and_pictures(trained, capsys):
