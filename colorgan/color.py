@@ -49,6 +49,27 @@ def lab_to_linear_rgb(lab):
     return tf.tensordot(xyz, _XYZ_TO_LINEAR_RGB, axes=1)
 
 
+def fit_gamut(L, ab, iterations: int = 10):
+    """Lab -> sRGB in [0, 1], shrinking the chroma of out-of-gamut pixels (bisection on a and b
+    towards 0) instead of clipping R, G and B: clipping would change lightness and hue."""
+    L, ab = tf.convert_to_tensor(L, tf.float32), tf.convert_to_tensor(ab, tf.float32)
+
+    def inside(L, ab):
+        rgb = lab_to_linear_rgb(tf.concat([L, ab], -1))
+        return tf.reduce_all((rgb >= 0.0) & (rgb <= 1.0), axis=-1)
+
+    outside = tf.where(~inside(L, ab))  # (n, rank - 1) indices of the pixels to fix: usually few
+    if outside.shape[0]:
+        L_out, ab_out = tf.gather_nd(L, outside), tf.gather_nd(ab, outside)  # (n, 1), (n, 2)
+        low, high = tf.zeros_like(L_out), tf.ones_like(L_out)  # gray (k = 0) is always inside
+        for _ in range(iterations):
+            middle = (low + high) / 2
+            ok = inside(L_out, ab_out * middle)[:, None]
+            low, high = tf.where(ok, middle, low), tf.where(ok, high, middle)
+        ab = tf.tensor_scatter_nd_update(ab, outside, ab_out * low)
+    return lab_to_rgb(tf.concat([L, ab], -1))
+
+
 def normalize_lab(lab):
     L, a, b = tf.unstack(lab, axis=-1)
     return tf.stack([L / L_SCALE - 1.0, a / AB_SCALE, b / AB_SCALE], axis=-1)

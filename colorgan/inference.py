@@ -55,14 +55,14 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
 def colorize_batch(generator: keras.Model, config: Config, gray, keep_l: bool = False) -> tf.Tensor:
     """Normalised L (bs, H, W, 1) -> sRGB float (bs, H, W, 3) in [0, 1], BatchNorm in inference mode.
 
-    keep_l: the input's own L with the generator's a and b, out-of-gamut chroma shrunk (fit_gamut),
+    keep_l: the input's own L with the generator's a and b, out-of-gamut chroma shrunk (color.fit_gamut),
     as colorize_image gives a user; otherwise the generator's whole output (the paper's protocol).
     """
     gray = tf.convert_to_tensor(gray, tf.float32)
     colour = models.colorize(generator, gray, config.generator_output, training=False)
     if not keep_l:
         return color.postprocess(colour, config.color_space)
-    return fit_gamut((gray + 1.0) * color.L_SCALE, _ab(colour, config))
+    return color.fit_gamut((gray + 1.0) * color.L_SCALE, _ab(colour, config))
 
 
 def _ab(colour, config: Config) -> tf.Tensor:
@@ -91,27 +91,6 @@ def _lab_stripes(fn, *arrays):
                            for i in range(0, arrays[0].shape[-3], STRIPE_ROWS)], axis=-3)
 
 
-def fit_gamut(L, ab, iterations: int = 10):
-    """Lab -> sRGB in [0, 1], shrinking the chroma of out-of-gamut pixels (bisection on a and b
-    towards 0) instead of clipping R, G and B: clipping would change lightness and hue."""
-    L, ab = tf.convert_to_tensor(L, tf.float32), tf.convert_to_tensor(ab, tf.float32)
-
-    def inside(L, ab):
-        rgb = color.lab_to_linear_rgb(tf.concat([L, ab], -1))
-        return tf.reduce_all((rgb >= 0.0) & (rgb <= 1.0), axis=-1)
-
-    outside = tf.where(~inside(L, ab))  # (n, rank - 1) indices of the pixels to fix: usually few
-    if outside.shape[0]:
-        L_out, ab_out = tf.gather_nd(L, outside), tf.gather_nd(ab, outside)  # (n, 1), (n, 2)
-        low, high = tf.zeros_like(L_out), tf.ones_like(L_out)  # gray (k = 0) is always inside
-        for _ in range(iterations):
-            middle = (low + high) / 2
-            ok = inside(L_out, ab_out * middle)[:, None]
-            low, high = tf.where(ok, middle, low), tf.where(ok, high, middle)
-        ab = tf.tensor_scatter_nd_update(ab, outside, ab_out * low)
-    return color.lab_to_rgb(tf.concat([L, ab], -1))
-
-
 def colorize_image(generator: keras.Model, config: Config, rgb: np.ndarray, render_size: int = 0) -> np.ndarray:
     """Colourise one photo of any size: uint8 RGB (H, W, 3) -> uint8 RGB (H, W, 3).
 
@@ -135,7 +114,7 @@ def colorize_images(generator: keras.Model, config: Config, rgbs: np.ndarray, re
     gray = tf.pad(gray, pad, mode="SYMMETRIC")  # size >= stride > padding: always valid
     colour = models.colorize(generator, gray, config.generator_output, training=False)[:, :size[0], :size[1]]
     ab = tf.image.resize(_ab(colour, config), (h, w)).numpy()  # (n, H, W, 2)
-    return _lab_stripes(lambda l, a: color.to_uint8(fit_gamut(l, a)).numpy(), L, ab)
+    return _lab_stripes(lambda l, a: color.to_uint8(color.fit_gamut(l, a)).numpy(), L, ab)
 
 
 MAX_BATCH_PIXELS = 4 * 1024 * 1024  # full-resolution pixels colourised at once: bounded memory

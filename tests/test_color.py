@@ -47,3 +47,16 @@ def test_preprocess_postprocess_round_trip(space):
     np.testing.assert_allclose(gray.numpy()[..., 0], expected_L, atol=1e-4)
     back = color.to_uint8(color.postprocess(colour, space)).numpy()
     assert np.abs(back.astype(int) - pixels).max() <= 1
+
+
+def test_fit_gamut_shrinks_chroma_and_keeps_lightness_and_hue():
+    lab = np.array([[50.0, 20.0, -10.0],  # inside sRGB: unchanged
+                    [50.0, 120.0, 0.0],  # far outside: less chroma, same L and hue
+                    [90.0, -80.0, 90.0]], np.float32)
+    rgb = color.fit_gamut(lab[:, :1], lab[:, 1:]).numpy()
+    np.testing.assert_allclose(rgb[0], color.lab_to_rgb(lab[0]).numpy(), atol=1e-6)
+    back = skimage.color.rgb2lab(rgb[None])[0]
+    np.testing.assert_allclose(back[:, 0], lab[:, 0], atol=0.05)  # clipping R, G, B would move L
+    for got, want in zip(back[1:, 1:], lab[1:, 1:]):
+        assert np.linalg.norm(got) < np.linalg.norm(want)  # chroma given up...
+        assert np.dot(got, want) / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.99  # ...at the same hue
