@@ -15,6 +15,7 @@ import pickle
 import socket
 import tarfile
 import threading
+import zlib
 
 import numpy as np
 
@@ -73,8 +74,11 @@ CIFAR_FOLDERS = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-p
 def _find_cifar(path: str):
     """(format, read(name) -> bytes) when path is an official CIFAR-10 archive or folder, else None."""
     if os.path.isfile(path) and tarfile.is_tarfile(path):
-        with tarfile.open(path) as tar:
-            members = {os.path.basename(m.name): m.name for m in tar.getmembers() if m.isfile()}
+        try:
+            with tarfile.open(path) as tar:
+                members = {os.path.basename(m.name): m.name for m in tar.getmembers() if m.isfile()}
+        except (OSError, EOFError, tarfile.TarError, zlib.error) as error:  # a truncated download
+            raise DataError(f"{path}: a damaged archive, truncated perhaps ({error})") from None
         for fmt, files in CIFAR_FILES.items():
             if files["test"][0] in members:
                 def read(name, path=path, members=members):
@@ -180,7 +184,7 @@ def read_cifar(path: str, split: str) -> np.ndarray:
     for name in CIFAR_FILES[fmt][split]:
         try:
             batches.append(parse(read(name), name))
-        except (OSError, KeyError, tarfile.TarError) as error:
+        except (OSError, EOFError, KeyError, tarfile.TarError, zlib.error) as error:
             raise DataError(f"{path}: cannot read {name} ({error})") from None
     return np.ascontiguousarray(np.concatenate(batches).transpose(0, 2, 3, 1))  # (n, 32, 32, 3)
 

@@ -93,6 +93,13 @@ def test_corrupt_cifar_binary_is_a_clear_error(tmp_path):
         data.read_cifar(str(folder), "test")
 
 
+def test_truncated_cifar_archive_is_a_clear_error(cifar_archives):
+    archive = cifar_archives[0] / "cifar-10-binary.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])  # an interrupted download
+    with pytest.raises(data.DataError, match="damaged archive|cannot read"):
+        data.read_cifar(str(archive), "test")
+
+
 # ---- image folders ------------------------------------------------------------------------------
 
 def test_shared_cifar_jpeg_folder(shared_data):
