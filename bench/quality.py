@@ -112,7 +112,8 @@ def train_to(args, name: str, flags: list[str], steps: int, results: dict) -> di
         spent["wall_seconds"] += time.perf_counter() - wall
         keras.backend.clear_session()
         gc.collect()
-        if trained_steps(config) < steps:
+        if trained_steps(config) < steps:  # Ctrl-C or SIGTERM: keep the CPU time spent so far
+            write_report(args, results)
             raise SystemExit(f"{name} stopped at step {trained_steps(config)} of {steps}; run again to continue")
     return config
 
