@@ -79,16 +79,16 @@ def _find_cifar(path: str):
                 members = {os.path.basename(m.name): m.name for m in tar.getmembers() if m.isfile()}
         except (OSError, EOFError, tarfile.TarError, zlib.error) as error:  # a truncated download
             raise DataError(f"{path}: a damaged archive, truncated perhaps ({error})") from None
-        for fmt, files in CIFAR_FILES.items():
-            if files["test"][0] in members:
+        for fmt, names in CIFAR_FILES.items():
+            if names["test"][0] in members:
                 def read(name, path=path, members=members):
                     with tarfile.open(path) as tar:
                         return tar.extractfile(members[name]).read()
                 return fmt, read
         return None
     if os.path.isdir(path):
-        for fmt, files in CIFAR_FILES.items():
-            if os.path.isfile(os.path.join(path, files["test"][0])):
+        for fmt, names in CIFAR_FILES.items():
+            if os.path.isfile(os.path.join(path, names["test"][0])):
                 def read(name, path=path):
                     with open(os.path.join(path, name), "rb") as f:
                         return f.read()
@@ -382,9 +382,10 @@ def _to_model_input(rgb, color_space):
 
 
 def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
-                 with_rgb: bool = False, source: Source | None = None) -> tf.data.Dataset:
+                 with_rgb: bool = False, source: Source | None = None, with_index: bool = False) -> tf.data.Dataset:
     """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
-    with the 8-bit sRGB images (bs, S, S, 3) as a third element when with_rgb.
+    then the 8-bit sRGB images (bs, S, S, 3) when with_rgb, and each image's index in the source
+    (bs,) when with_index.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
@@ -404,7 +405,11 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
 
     def read_chunk(indices, uniforms, *pixels):
         rgb, keep = tf.numpy_function(read, [indices, uniforms, *pixels], (tf.uint8, tf.bool), stateful=False)
-        return tf.ensure_shape(rgb, (None, size, size, 3)), tf.ensure_shape(keep, (None,))
+        rgb, keep = tf.ensure_shape(rgb, (None, size, size, 3)), tf.ensure_shape(keep, (None,))
+        return (rgb, keep, indices) if with_index else (rgb, keep)  # unchanged without: saved iterators restore
+
+    def outputs(rgb, *index):
+        return (*_to_model_input(rgb, config.color_space), *((rgb,) if with_rgb else ()), *index)
 
     if source.stream is not None:  # TFDS places365_small: 256x256 images, too many to index
         ds = source.stream().enumerate()
@@ -415,11 +420,9 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
         if train:
             ds = ds.shuffle(source.size, seed=shuffle_seed, reshuffle_each_iteration=False)
     ds = ds.map(with_uniforms).batch(CHUNK).map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
-    ds = ds.filter(lambda rgb, keep: keep).map(lambda rgb, _: rgb)
+    ds = ds.filter(lambda rgb, keep, *index: keep).map(lambda rgb, _, *index: (rgb, *index))
     ds = ds.batch(config.batch_size, drop_remainder=train)
-    to_input = functools.partial(_to_model_input, color_space=config.color_space)
-    ds = ds.map((lambda rgb: (*to_input(rgb), rgb)) if with_rgb else to_input, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return ds.map(outputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def check_not_empty(batches: int, skipped: Skipped, config: Config, split: str) -> None:

@@ -183,6 +183,33 @@ def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_bat
     return keras.Model(image, logits, name=f"discriminator_{dataset}")
 
 
+def _all_layers(layer):
+    for sub in getattr(layer, "layers", []):  # a backbone is a model inside the model
+        yield sub
+        yield from _all_layers(sub)
+
+
+def estimate_batchnorm(model: keras.Model, batches) -> int:
+    """Set every BatchNorm layer's moving mean and variance to the average of its batch statistics
+    over batches (inputs in training mode), instead of the exponential moving averages kept during
+    training. Those lag behind weights that change fast and, with them, a generator can colourise
+    far worse in inference mode than in training mode ("PreciseBN": Wu & Johnson 2021, Rethinking
+    "Batch" in BatchNorm). Returns how many batches were used.
+    """
+    norms = [l for l in _all_layers(model) if isinstance(l, layers.BatchNormalization) and l.trainable]
+    momenta = [l.momentum for l in norms]
+    count = 0
+    try:
+        for count, batch in enumerate(batches, 1):
+            for l in norms:  # moving = (count - 1)/count * moving + batch/count: the running average
+                l.momentum = (count - 1) / count
+            model(batch, training=True)
+    finally:
+        for l, momentum in zip(norms, momenta):
+            l.momentum = momentum
+    return count
+
+
 def colorize(generator: keras.Model, gray, generator_output: str = "lab", training: bool = False):
     """Full colour image (bs, H, W, 3) in [-1, 1] from gray (bs, H, W, 1): with generator_output "ab"
     the generator predicts only a and b and the input's own L channel is kept."""

@@ -304,3 +304,21 @@ def test_stream_sources_go_through_the_same_pipeline(monkeypatch):
     skipped = data.Skipped()
     got = batches(cfg, "train", skipped=skipped)
     assert len(got) == 2 and got[0][1].shape == (3, 32, 32, 3) and skipped.gray == 1
+
+
+def test_indices_name_the_images_that_were_kept(zoo):
+    """with_index: each image's place in the source, so that a caller (the Turing test) can say
+    which file it shows; skipped files leave gaps."""
+    (zoo / "train").mkdir(), (zoo / "test").mkdir()
+    for f in zoo.glob("*.*"):
+        shutil.copy(f, zoo / "test" / f.name)
+    Image.fromarray(colourful(9)).save(zoo / "train" / "ok.png")
+    cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=3, image_size=32)
+    source = data.load_source(cfg.dataset, cfg.dataset_path, "test")
+    assert source.size == 15
+    got = [(rgb, index) for _, _, rgb, index in data.make_dataset(cfg, "test", with_rgb=True, with_index=True)]
+    indices = np.concatenate([index for _, index in got])
+    kept = [os.path.basename(source.paths[i]) for i in indices]
+    assert len(kept) == 10 and not {"gray.jpg", "gray_rgb.png", "notes.jpg", "empty.png", "truncated.jpg"} & set(kept)
+    for rgb, i in zip(np.concatenate([rgb for rgb, _ in got]), indices):
+        np.testing.assert_array_equal(rgb, images.crop_square(images.read_image(source.paths[i], 32), 32))

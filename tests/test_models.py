@@ -82,3 +82,30 @@ def test_dropout_only_in_training(gen):
     assert not np.allclose(a, b)
     c, d = (keras.ops.convert_to_numpy(gen(x, training=False)) for _ in range(2))
     np.testing.assert_array_equal(c, d)
+
+
+def test_estimate_batchnorm_sets_population_statistics():
+    """The moving statistics become the average batch mean and (biased) variance of each BatchNorm's
+    inputs in training mode, also inside a nested model, computed here independently with numpy."""
+    from colorgan.models import estimate_batchnorm
+    layers = keras.layers
+    inner_in = keras.Input((None, None, 3))
+    inner_bn = layers.BatchNormalization(name="inner_bn")
+    inner = keras.Model(inner_in, inner_bn(layers.Conv2D(2, 3, padding="same")(inner_in)))
+    image = keras.Input((None, None, 1))
+    outer_bn = layers.BatchNormalization(name="outer_bn")
+    before = layers.Conv2D(3, 3, padding="same")(image)
+    model = keras.Model(image, inner(outer_bn(before)))
+    batches = [gray(4, 8, 8, seed) * (seed + 1) + seed for seed in range(3)]
+    for bn in (inner_bn, outer_bn):  # stale averages, as after weights that changed fast
+        bn.moving_mean.assign(np.full(bn.moving_mean.shape, 5.0))
+        bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1e3))
+    # the inputs each BatchNorm sees in training mode, before any update
+    outer_inputs = [keras.Model(image, before)(b).numpy() for b in batches]
+    inner_inputs = [keras.Model(inner_in, inner_bn.input)(outer_bn(x, training=True)).numpy() for x in outer_inputs]
+
+    assert estimate_batchnorm(model, iter(batches)) == 3
+    for bn, inputs in ((outer_bn, outer_inputs), (inner_bn, inner_inputs)):
+        np.testing.assert_allclose(bn.moving_mean, np.mean([x.mean((0, 1, 2)) for x in inputs], 0), atol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance, np.mean([x.var((0, 1, 2)) for x in inputs], 0), rtol=1e-4)
+        assert bn.momentum == 0.99  # restored for training

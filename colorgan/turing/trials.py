@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
-from colorgan import images
 from colorgan.config import Config, UserError
 from colorgan.turing.stats import SIDES, read_results
 
@@ -39,54 +38,35 @@ def to_png(rgb: np.ndarray, size: int) -> bytes:
     return out.getvalue()
 
 
-def _label(path: str, root: str) -> str:
+def _describe(full, source, index: int, root: str) -> tuple[str, str]:
+    """(key, class) of image index of source, a spread of the whole test split full."""
+    if source.paths is None:  # arrays and TFDS streams: where the image stands in the split
+        return f"test[{index * full.size // source.size if source.stream is None else index}]", "unknown"
+    path = source.paths[index]
     folder = os.path.basename(os.path.dirname(os.path.relpath(path, root)))
-    return folder if folder not in ("", "test", "val_256") else "unknown"
-
-
-def _test_images(config: Config, count: int):
-    """Up to count (key, class, uint8 RGB) colour images of the test split: a sample fixed by --seed
-    (so a restarted server shows the same images), not the first ones (CIFAR folders are by class)."""
-    from colorgan import data
-    source = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    root = config.dataset_path or "."
-    if source.stream is not None:  # TFDS places365_small: too many to index, take the first ones
-        candidates = ((f"test[{i}]", "unknown", lambda rgb=rgb: rgb)
-                      for i, rgb in enumerate(source.stream().as_numpy_iterator()))
-    elif source.paths is None:
-        candidates = ((f"test[{i}]", "unknown", lambda i=i: source.images[i])
-                      for i in np.random.default_rng(config.seed).permutation(source.size))
-    else:
-        candidates = ((os.path.relpath(p, root), _label(p, root), lambda p=p: images.read_image(p, config.image_size))
-                      for p in (source.paths[i] for i in np.random.default_rng(config.seed).permutation(source.size)))
-    found = 0
-    for key, label, read in candidates:
-        if found == count:
-            return
-        try:
-            rgb = read()
-        except images.ImageError as error:
-            print(f"note: skipped {error}")
-            continue
-        if not images.is_gray(rgb):
-            found += 1
-            yield key, label, images.crop_square(rgb, config.image_size)
+    return os.path.relpath(path, root), folder if folder not in ("", "test", "val_256") else "unknown"
 
 
 def prepare_items(generator, config: Config, display_size: int = 256) -> list[Item]:
-    """config.turing_test_size test images and their colourisations, as display-size PNGs."""
-    from colorgan import color, inference
-    found = list(_test_images(config, config.turing_test_size))
-    if not found:
+    """config.turing_test_size test images, spread over the split (every class of a class-ordered
+    folder) and read as evaluation reads them, with their colourisations as display-size PNGs."""
+    from colorgan import color, data, inference
+    full = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    source = data.spread(full, config.turing_test_size)
+    skipped = data.Skipped()
+    batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped,  # 32 images
+                                with_rgb=True, source=source, with_index=True)  # of 256 px fit a laptop
+    items = []
+    for gray, _, real, index in batches:
+        fake = color.to_uint8(inference.colorize_batch(generator, config, gray)).numpy()
+        for i, r, f in zip(index.numpy(), real.numpy(), fake):
+            items.append(Item(*_describe(full, source, int(i), config.dataset_path or "."),
+                              to_png(r, display_size), to_png(f, display_size)))
+    if skipped.gray or skipped.unreadable:
+        print(f"note: {len(items)} of {source.size} test images; {skipped}")
+    if not items:
         raise UserError("no colour image in the test split for the Turing test")
-    real = np.stack([rgb for _, _, rgb in found])
-    fake = []
-    for start in range(0, len(real), 32):  # 32 images of 256 px fit a laptop's memory
-        gray, _ = color.preprocess(real[start:start + 32], config.color_space)
-        fake.append(color.to_uint8(inference.colorize_batch(generator, config, gray)).numpy())
-    fake = np.concatenate(fake)
-    return [Item(key, label, to_png(r, display_size), to_png(f, display_size))
-            for (key, label, r), f in zip(found, fake)]
+    return items
 
 
 # ----------------------------------------------------------------------------------------------
