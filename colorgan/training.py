@@ -89,6 +89,7 @@ class Run:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+            self.first_bad_step = tf.Variable(0, dtype=tf.int64, trainable=False)  # not saved: 0 = none yet
             self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
             self.disc_opt = None if self.discriminator is None else keras.optimizers.Adam(
                 lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
@@ -121,6 +122,9 @@ class Run:
 
     def _update(self, optimizer, loss, tape, variables):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # which skips such steps itself
+            finite = tf.math.is_finite(tf.linalg.global_norm(grads))  # a NaN or inf anywhere: keep the
+            grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]  # weights finite until the loop stops
         optimizer.apply_gradients(zip(grads, variables))
 
     def _discriminate(self, gray, colour, training=True):
@@ -199,16 +203,22 @@ class Run:
 
     def compile(self):
         """tf.functions that run a step on every replica and reduce the results."""
-        def distributed(fn):
+        def distributed(fn, counts=True):
             def run(batch):
                 results = self.strategy.run(fn, args=batch)
-                return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in results.items()}
+                values = {k: self.strategy.reduce("SUM", v, axis=None) for k, v in results.items()}
+                if counts:  # on the device: the loop reads them back only when it logs or saves
+                    step = self.step.assign_add(1)
+                    self.epoch_step.assign_add(1)
+                    finite = tf.reduce_all([tf.math.is_finite(v) for v in values.values()])
+                    self.first_bad_step.assign(tf.where(finite | (self.first_bad_step > 0), self.first_bad_step, step))
+                return values
             return tf.function(run, jit_compile=self.config.jit_compile or None)
         self.train_steps = {"generator": distributed(self.replica_generator_step), "gan": distributed(self.replica_step)}
         if self.discriminator is not None:
             self.train_steps["discriminator"] = distributed(self.replica_discriminator_step)
         self.train_step = self.train_steps["generator" if self.discriminator is None else "gan"]
-        self.eval_step = distributed(self.replica_eval)
+        self.eval_step = distributed(self.replica_eval, counts=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -332,19 +342,23 @@ class Loop:
         samples, total_steps, run_dir = self.samples, self.total_steps, self.run_dir
         train_step = run.train_steps[phase]
         batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
+        step = int(run.step.numpy())  # the step's own counter stays on the device; this follows it
         for batch in iterator:
-            values = {k: float(v) for k, v in train_step(batch).items()}
-            step = int(run.step.assign_add(1).numpy())
-            run.epoch_step.assign_add(1)
+            values = train_step(batch)  # tensors: reading them back would wait for the device each step
+            step += 1
             batches += 1
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise TrainingError(f"step {step}: non-finite {', '.join(bad)}; stopped without saving this state. "
-                                    f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
             if batches == 1:  # the first step traces the graph: leave it out of images/s
                 window_start = time.perf_counter()
             else:
                 window_images += config.batch_size
+            done = step >= total_steps or stop.signal is not None
+            if step % config.log_interval == 0 or step % config.save_interval == 0 or done:
+                values = {k: float(v) for k, v in values.items()}
+                bad_step = int(run.first_bad_step.numpy())
+                if bad_step:  # the updates from it on were not applied: the checkpoints stay good
+                    bad = [k for k, v in values.items() if not math.isfinite(v)] or ["losses"]
+                    raise TrainingError(f"step {bad_step}: non-finite {', '.join(bad)}; stopped without saving. "
+                                        f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
             if step % config.log_interval == 0 or step == total_steps:
                 if window_images:
                     rate = window_images / (time.perf_counter() - window_start)
@@ -360,7 +374,6 @@ class Loop:
                 write_samples(run, samples, run_dir, writer)
             if config.validate and config.validate_interval and step % config.validate_interval == 0:
                 validate(run, run_dir, writer)
-            done = step >= total_steps or stop.signal is not None
             if step % config.save_interval == 0 or done:
                 manager.save(checkpoint_number=step)
             if done:

@@ -171,10 +171,27 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+    # checked only when it logs or saves (step 4), the error still names the first bad step
     with pytest.raises(training.TrainingError, match=r"step 3: non-finite .*gen_loss.*ckpt-2"):
-        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "4",
-                                                   "--l1-weight", "nan")))
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "8", "--log-interval", "4",
+                                                   "--save-interval", "4", "--l1-weight", "nan")))
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied(shared_data):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4,
+                             l1_weight=float("nan"))
+    run = training.Run(cfg, tf.distribute.get_strategy())
+    run.compile()
+    batch = next(iter(data.make_dataset(cfg, "train")))
+    generator = [v.numpy() for v in run.generator.trainable_variables]
+    discriminator = [v.numpy() for v in run.discriminator.trainable_variables]
+    for _ in range(2):
+        values = run.train_step(batch)
+    assert (int(run.step), int(run.epoch_step), int(run.first_bad_step)) == (2, 2, 1)
+    assert np.isnan(values["gen_loss"]) and np.isfinite(values["disc_loss"])
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(generator, run.generator.trainable_variables))
+    assert not all(np.array_equal(a, b.numpy()) for a, b in zip(discriminator, run.discriminator.trainable_variables))
 
 
 def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
