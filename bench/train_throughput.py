@@ -128,10 +128,11 @@ def main():
     preset = {"dataset": args.dataset, "jit_compile": args.jit_compile}
     if args.batch_size:
         preset["batch_size"] = args.batch_size
-    precisions = [args.mixed_precision] + (["off"] if args.compare and args.mixed_precision != "off" else [])
     results = []
-    for precision in precisions:
+    for precision in (args.mixed_precision, "off"):
         config = cfg.make_config(**preset, mixed_precision=precision)
+        if results and (not args.compare or results[0]["policy"] == "float32"):
+            break
         print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision} ...", flush=True)
         results.append(dict(mixed_precision=precision, **measure(config, args.iterations)))
     host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),

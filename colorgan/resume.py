@@ -1,8 +1,10 @@
 """Run folders and checkpoints: refuse one of other networks, move an earlier run aside when asked,
-and resume from the newest checkpoint that restores. Nothing is overwritten or deleted silently."""
+stop cleanly on a signal, and resume from the newest checkpoint that restores. Nothing is
+overwritten or deleted silently."""
 import dataclasses
 import json
 import os
+import signal
 import time
 
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
@@ -14,6 +16,26 @@ from colorgan.config import ARCHITECTURE, Config, UserError, differences, load_c
 
 class TrainingError(UserError):
     """Training cannot go on: a NaN loss, or a checkpoint that does not fit."""
+
+
+class Stop:
+    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def is_chief() -> bool:

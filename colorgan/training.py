@@ -7,7 +7,6 @@ person watches: a progress line, TensorBoard, sample grids, validation and train
 import json
 import math
 import os
-import signal
 import time
 
 import numpy as np
@@ -223,26 +222,6 @@ class Run:
 
 # ------------------------------------------------------------------------------------------------
 
-class Stop:
-    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit."""
-
-    def __init__(self):
-        self.signal = None
-        self.previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
-
-    def handle(self, signum, frame):
-        if self.signal is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def _format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -303,7 +282,7 @@ class Loop:
 
     def __init__(self, run, run_dir, checkpoint, manager, writer, samples, total_steps):
         self.run, self.run_dir, self.checkpoint, self.manager = run, run_dir, checkpoint, manager
-        self.writer, self.samples, self.total_steps, self.stop = writer, samples, total_steps, Stop()
+        self.writer, self.samples, self.total_steps, self.stop = writer, samples, total_steps, resume.Stop()
 
     def epoch(self, epoch: int, start_epoch: int, latest: str | None) -> bool:
         """Train one epoch; True when training must stop (max steps or a signal) before its end."""
