@@ -110,8 +110,7 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
     state = tf.train.get_checkpoint_state(checkpoint_dir)
     paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
     problems = []
-    for path in paths:
-        path = path if os.path.isabs(path) else os.path.join(checkpoint_dir, path)
+    for path in paths:  # already joined to checkpoint_dir, relative or not
         try:
             names = dict(tf.train.list_variables(path))
             tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")

@@ -129,6 +129,13 @@ def test_an_iteration_updates_d_once_and_g_twice_each_only_its_own(shared_data):
         assert not all(np.array_equal(a, b) for a, b in zip(before_trained, weights(trained))), phase
 
 
+def test_a_relative_checkpoints_path_resumes(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as train.py's default, checkpoints/, is
+    for steps in ("1", "2"):
+        training.train(config.parse_args(tiny_args(tiny_folder, "runs", "--max-steps", steps)))
+    assert tf.train.latest_checkpoint("runs/run/checkpoints").endswith("ckpt-2")
+
+
 def test_train_py_writes_everything_and_resumes(tiny_folder, tmp_path):
     out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "3", "--sample-interval", "3"))
     run_dir = tmp_path / "run"
