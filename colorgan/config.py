@@ -58,7 +58,8 @@ class Config:
     pretrain_generator_epochs: int = _opt(0, "NoGAN staging: first train the generator alone with L1 for N epochs")
     pretrain_discriminator_epochs: int = _opt(0, "NoGAN staging: then train the discriminator alone against the "
                                               "pretrained generator for N epochs, before --epochs of GAN training")
-    mixed_precision: str = _opt("auto", "auto: float16 with loss scaling on a GPU, off on a CPU",
+    mixed_precision: str = _opt("auto", "auto: float16 with loss scaling on a GPU, bfloat16 on a CPU "
+                                "with native bfloat16 (AVX512_BF16, AMX), else off",
                                 choices=("auto", "off", "float16", "bfloat16"))
     jit_compile: bool = _opt(False, "compile the train step with XLA (slower on CPU, see bench/README.md)")
     sync_batchnorm: bool = _opt(False, "synchronise BatchNorm statistics across devices")

@@ -58,7 +58,9 @@ def training_curves(history_path: str, path: str) -> str:
             ax.axvline(step, color="gray", linestyle="--", linewidth=1)
             ax.text(step, 1, f" {phase}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color="gray")
         ax.set_title(name), ax.set_xlabel("step"), ax.grid(alpha=0.3)
-    axes[0].legend()
+    drawn = [ax for ax in axes if ax.lines]  # a U-Net run has no discriminator panel to label
+    if drawn:
+        drawn[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)
 

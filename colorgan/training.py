@@ -21,7 +21,9 @@ from colorgan.resume import TrainingError, architecture
 
 PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
           "gan": "adversarial: D once, then G twice"}
-BN_ESTIMATE_IMAGES = 2048  # 1024 and 4096 gave CIEDE2000 within 0.04 of each other (unet-ab at 92k images)
+# BatchNorm statistics at export: 2,048 CIFAR-10 images (1,024 and 4,096 gave CIEDE2000 within 0.04 of
+# each other, unet-ab at 92k images); larger images bring more pixels each, but at least 256 images.
+BN_ESTIMATE_PIXELS, BN_ESTIMATE_MIN_IMAGES = 2048 * 32 * 32, 256
 
 
 def make_strategy() -> tf.distribute.Strategy:
@@ -44,10 +46,9 @@ def cpu_bfloat16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
 
 
 def precision_policy(config: Config) -> tuple[str, str]:
-    """(Keras dtype policy, why). auto: float16 with loss scaling on a GPU; float32 on a CPU, where
-    emulated bfloat16 and float16 are slower (../shared/STACK_NOTES.md). A CPU with native bfloat16
-    trains 1.3-1.4x faster with --mixed-precision bfloat16, which becomes auto's choice there once
-    its quality is shown equal to float32's (bench/README.md): until then the reason says so."""
+    """(Keras dtype policy, why). auto: float16 with loss scaling on a GPU; bfloat16 on a CPU with
+    native bfloat16 arithmetic (1.35x faster on AMD Zen 4, with float32's quality at an equal budget:
+    bench/README.md); float32 on other CPUs, where emulated bfloat16 and float16 are slower."""
     policies = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
     if config.mixed_precision != "auto":
         return policies[config.mixed_precision], f"--mixed-precision {config.mixed_precision}"
@@ -55,8 +56,7 @@ def precision_policy(config: Config) -> tuple[str, str]:
         return "mixed_float16", "auto: a GPU"
     native = cpu_bfloat16_flags()
     if native:
-        return "float32", (f"auto: a CPU; it has native bfloat16 ({', '.join(native)}), with which "
-                           "--mixed-precision bfloat16 trains 1.3-1.4x faster")
+        return "mixed_bfloat16", f"auto: a CPU with native bfloat16 ({', '.join(native)})"
     return "float32", "auto: a CPU without native bfloat16, where reduced precision is slower"
 
 
@@ -428,16 +428,17 @@ def validate(run: Run, run_dir: str, writer) -> dict:
 
 def export(run: Run, run_dir: str) -> str:
     """Save the generator as a .keras file (colourisation loads it with config.json beside it), in
-    float32 and with BatchNorm statistics re-estimated on BN_ESTIMATE_IMAGES training images."""
+    float32 and with BatchNorm statistics re-estimated on training images (BN_ESTIMATE_PIXELS)."""
     path = os.path.join(run_dir, "generator.keras")
     policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("float32")  # saved layers keep their policy: float32 runs anywhere
     try:
         generator = models.generator_for(run.config, pretrained=False)
         generator.set_weights(run.generator.get_weights())  # a copy: training resumes with its own averages
-        batches = data.make_dataset(run.config, "train", epoch=int(run.epoch.numpy()))
-        count = models.estimate_batchnorm(
-            generator, (gray for gray, _ in batches.take(max(1, BN_ESTIMATE_IMAGES // run.config.batch_size))))
+        config = run.config
+        images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // config.image_size ** 2)
+        batches = data.make_dataset(config, "train", epoch=int(run.epoch.numpy())).take(-(-images // config.batch_size))
+        count = models.estimate_batchnorm(generator, (gray for gray, _ in batches))
     finally:
         keras.mixed_precision.set_global_policy(policy)
     with files.atomic_path(path) as temporary:
