@@ -194,20 +194,21 @@ def estimate_batchnorm(model: keras.Model, batches) -> int:
     over batches (inputs in training mode), instead of the exponential moving averages kept during
     training. Those lag behind weights that change fast and, with them, a generator can colourise
     far worse in inference mode than in training mode ("PreciseBN": Wu & Johnson 2021, Rethinking
-    "Batch" in BatchNorm). Returns how many batches were used.
+    "Batch" in BatchNorm). Returns how many images were used.
     """
     norms = [l for l in _all_layers(model) if isinstance(l, layers.BatchNormalization) and l.trainable]
     momenta = [l.momentum for l in norms]
-    count = 0
+    images = 0
     try:
         for count, batch in enumerate(batches, 1):
             for l in norms:  # moving = (count - 1)/count * moving + batch/count: the running average
                 l.momentum = (count - 1) / count
             model(batch, training=True)
+            images += len(batch)
     finally:
         for l, momentum in zip(norms, momenta):
             l.momentum = momentum
-    return count
+    return images
 
 
 def colorize(generator: keras.Model, gray, generator_output: str = "lab", training: bool = False):

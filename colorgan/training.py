@@ -23,7 +23,8 @@ PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminat
           "gan": "adversarial: D once, then G twice"}
 # BatchNorm statistics at export: 2,048 CIFAR-10 images (1,024 and 4,096 gave CIEDE2000 within 0.04 of
 # each other, unet-ab at 92k images); larger images bring more pixels each, but at least 256 images.
-BN_ESTIMATE_PIXELS, BN_ESTIMATE_MIN_IMAGES = 2048 * 32 * 32, 256
+# Read in batches of at least a CIFAR-10 batch's pixels: a run trained on small batches exports fast too.
+BN_ESTIMATE_PIXELS, BN_ESTIMATE_MIN_IMAGES, BN_BATCH_PIXELS = 2048 * 32 * 32, 256, 128 * 32 * 32
 
 
 def make_strategy() -> tf.distribute.Strategy:
@@ -435,13 +436,14 @@ def export(run: Run, run_dir: str) -> str:
     try:
         generator = models.generator_for(run.config, pretrained=False)
         generator.set_weights(run.generator.get_weights())  # a copy: training resumes with its own averages
-        config = run.config
-        images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // config.image_size ** 2)
-        batches = data.make_dataset(config, "train", epoch=int(run.epoch.numpy())).take(-(-images // config.batch_size))
-        count = models.estimate_batchnorm(generator, (gray for gray, _ in batches))
+        pixels = run.config.image_size ** 2
+        images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // pixels)
+        grays = data.make_dataset(run.config, "train", epoch=int(run.epoch.numpy())).map(lambda gray, _: gray)
+        batches = grays.unbatch().take(images).batch(max(run.config.batch_size, BN_BATCH_PIXELS // pixels))
+        count = models.estimate_batchnorm(generator, batches)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     with files.atomic_path(path) as temporary:
         generator.save(temporary)
-    print(f"generator exported to {path} (BatchNorm statistics of {count * run.config.batch_size} training images)")
+    print(f"generator exported to {path} (BatchNorm statistics of {count} training images)")
     return path
