@@ -48,7 +48,7 @@ HEADLINES = [("own_l", "acc@2", "acc@2, model's own L (the paper's protocol)", "
              ("input_l", "ab_error", "mean |da|, |db|, input's L", "lower"),
              ("input_l", "colourfulness_ratio", "colourfulness / ground truth's, input's L", "1 is the truth")]
 GRID_IMAGES = 10
-# Points measured before export re-estimated BatchNorm statistics (training.BN_ESTIMATE_IMAGES) used the
+# Points measured before export re-estimated BatchNorm statistics (training.export) used the
 # moving averages; they stay in the report, marked, beside the re-estimated one where a checkpoint allowed.
 REESTIMATED, MOVING_AVERAGES = "re-estimated", "moving averages"
 
@@ -134,7 +134,8 @@ def write_report(args, results: dict) -> None:
              "| \\|da\\| | \\|db\\| | colourful ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["method"], r["images"], r.get("batchnorm", ""))):
         o, i = r["own_l"], r["input_l"]
-        lines.append(f"| {r['method']} | {r['images']:,} | {r.get('batchnorm', MOVING_AVERAGES)} | {r['generator_updates']:,} | {r['cpu_minutes']:.1f} | "
+        lines.append(f"| {r['method']} | {r['images']:,} | {r.get('batchnorm', MOVING_AVERAGES)} | "
+                     f"{r['generator_updates']:,} | {r['cpu_minutes']:.1f} | "
                      f"{o['acc@2']:.3f} | {o['delta_e']:.2f} | {i['acc@2']:.3f} | {i['delta_e']:.2f} | "
                      f"{i['ab_error_a']:.2f} | {i['ab_error_b']:.2f} | {i['colourfulness_ratio']:.2f} |")
     lines.append(f"| gray baseline | | | | | {gray['acc@2']:.3f} | {gray['delta_e']:.2f} | {gray['acc@2']:.3f} | "
