@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCHES = {"cifar10": ("batch 128 of 32x32", (128, 32, 32)), "places365": ("batch 16 of 256x256", (16, 256, 256))}
 PHOTOS = {"photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}
-FOLDER = {"folder, one by one": (None, 32, 32), "folder, batched (--batch-size)": (None, 32, 32)}
+FOLDER = {"folder, one by one, float32": (None, 32, 32), "folder, batched, float32": (None, 32, 32),
+          "folder, batched, --mixed-precision auto": (None, 32, 32)}
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 
@@ -33,6 +34,7 @@ def cases(dataset: str) -> dict:
 
 def colourise_folder(name: str, generator, cfg, render_size: int, count: int) -> float:
     """Seconds to colourise count CIFAR-10 test JPEGs from a folder into PNG files."""
+    import dataclasses
     import tempfile
 
     from colorgan import images, inference
@@ -50,8 +52,10 @@ def colourise_folder(name: str, generator, cfg, render_size: int, count: int) ->
                 rgb = images.read_image(os.path.join(folder, path))
                 images.write_png(inference.colorize_image(generator, cfg, rgb, render_size),
                                  os.path.join(work, f"{i:05d}.png"))
-        else:
-            inference.colorize_files(generator, cfg, folder, out, render_size)
+        else:  # float32, or the precision auto picks on this machine (bfloat16 with native bfloat16)
+            precision = "auto" if "auto" in name else "off"
+            inference.colorize_files(generator, dataclasses.replace(cfg, mixed_precision=precision), folder, out,
+                                     render_size)
         return time.perf_counter() - start
 
 

@@ -382,14 +382,18 @@ def _to_model_input(rgb, color_space):
 
 
 def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
-                 with_rgb: bool = False, source: Source | None = None, with_index: bool = False) -> tf.data.Dataset:
+                 with_rgb: bool = False, source: Source | None = None, with_index: bool = False,
+                 shard: tuple[int, int] = (1, 0), skip: int = 0, batches: int = 0,
+                 batch_size: int = 0) -> tf.data.Dataset:
     """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
     then the 8-bit sRGB images (bs, S, S, 3) when with_rgb, and each image's index in the source
     (bs,) when with_index.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
-    source: a part of the split (spread) instead of all of it.
+    source: a part of the split (spread) instead of all of it. For one of several input pipelines
+    (input_pipeline): shard (count, index) of the shuffled indices, the first skip of them left
+    unread, exactly batches batches of batch_size.
     """
     source = source or load_source(config.dataset, config.dataset_path, split, config.seed)
     skipped = skipped if skipped is not None else Skipped()
@@ -419,10 +423,40 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
         ds = tf.data.Dataset.range(source.size)
         if train:
             ds = ds.shuffle(source.size, seed=shuffle_seed, reshuffle_each_iteration=False)
-    ds = ds.map(with_uniforms).batch(CHUNK).map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
+    if shard[0] > 1:  # before reading: each pipeline decodes only its own images
+        ds = ds.shard(*shard)
+    if skip:
+        ds = ds.skip(skip)
+    ds = ds.map(with_uniforms).batch(CHUNK)
+    if batches:  # images left out (gray, unreadable) must not cost a worker a step: the others would wait
+        ds = ds.repeat()
+    ds = ds.map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
     ds = ds.filter(lambda rgb, keep, *index: keep).map(lambda rgb, _, *index: (rgb, *index))
-    ds = ds.batch(config.batch_size, drop_remainder=train)
+    ds = ds.batch(batch_size or config.batch_size, drop_remainder=train)
+    if batches:
+        ds = ds.take(batches)
     return ds.map(outputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputContext, done: int = 0,
+                   skipped: Skipped | None = None, with_index: bool = False) -> tf.data.Dataset:
+    """One input pipeline's share of a training epoch under a distribution strategy, as per-replica
+    batches (strategy.distribute_datasets_from_function).
+
+    The shuffled indices are sharded before any image is read, so that every training image is seen
+    once per epoch across pipelines; an epoch resumed after `done` steps skips their indices unread.
+    Every pipeline gives the same number of batches, the epoch's steps (as on one device) times its
+    replicas. Exact for arrays (CIFAR-10); a folder whose images are left out while reading repeats
+    a few of them instead, and a TFDS stream is read whole by every pipeline and then sharded.
+    """
+    source = load_source(config.dataset, config.dataset_path, "train", config.seed)
+    pipelines = context.num_input_pipelines
+    per_replica = context.get_per_replica_batch_size(config.batch_size)
+    share = config.batch_size // pipelines  # images per step in this pipeline
+    steps = max(1, source.size // config.batch_size)
+    return make_dataset(config, "train", epoch, skipped, with_index=with_index,
+                        shard=(pipelines, context.input_pipeline_id), skip=done * share,
+                        batches=(steps - done) * (share // per_replica), batch_size=per_replica)
 
 
 def check_not_empty(batches: int, skipped: Skipped, config: Config, split: str) -> None:

@@ -1,6 +1,5 @@
 """Pictures people look at: sample grids and training curves, written with matplotlib."""
 import json
-import os
 
 import matplotlib
 

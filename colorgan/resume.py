@@ -4,6 +4,7 @@ overwritten or deleted silently."""
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -19,13 +20,17 @@ class TrainingError(UserError):
 
 
 class Stop:
-    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit."""
+    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit.
 
-    def __init__(self):
+    coordinated: several workers, whose SIGTERM TensorFlow's preemption handler watches
+    (coordinate_preemption); SIGINT is passed on to it as SIGTERM.
+    """
+
+    def __init__(self, coordinated: bool = False):
         self.signal = None
         self.previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
+        for sig in (signal.SIGINT,) if coordinated else (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.forward if coordinated else self.handle)
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second Ctrl-C: stop now
@@ -33,9 +38,51 @@ class Stop:
         self.signal = signal.Signals(signum).name
         print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
 
+    def forward(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        print(f"\n{self.signal}: every worker saves at the same step, then stops", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def restore(self):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+class Preempted(Exception):
+    """A worker got SIGTERM, and every worker has saved a checkpoint at the same step."""
+
+
+def coordinate_preemption(strategy, checkpoint, manager, step, run_dir: str):
+    """On several workers, TensorFlow's PreemptionCheckpointHandler (None otherwise: Stop does it).
+
+    A SIGTERM to any worker makes every worker save at the same step, with its own manager
+    (numbered by step), and raise Preempted: a worker that stopped alone would leave the others
+    waiting in the next all-reduce. It watches SIGTERM from its creation on (before, TensorFlow
+    ignores it) and restores the newest checkpoint of the chief's folder on every worker.
+    """
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.cluster_resolver.cluster_spec().jobs):
+        return None
+
+    def stop():
+        raise Preempted
+
+    termination = tf.distribute.experimental.TerminationConfig(
+        exit_fn=stop, save_fn=lambda: manager.save(checkpoint_number=int(step.numpy())))
+    return tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, checkpoint, os.path.join(run_dir, "checkpoints"), termination)
+
+
+def end_preemption(handler, strategy, run_dir: str) -> None:
+    """Stop the handler's watcher threads while every worker is still up (its __del__ does, but those
+    threads keep it alive) and remove the folder it made for a non-chief's saves, unused here."""
+    if handler is None:
+        return
+    handler.__del__()
+    if not is_chief():
+        shutil.rmtree(os.path.join(run_dir, f"workertemp_{strategy.cluster_resolver.task_id}"), ignore_errors=True)
 
 
 def is_chief() -> bool:
@@ -127,7 +174,7 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
         else:
             del objects["architecture"]  # written before colorgan recorded it
         try:
-            restore(tf.train.Checkpoint(**objects), path)
+            restore(tf.train.Checkpoint(**objects), path, partial=True)  # it may hold more: the data iterator
         except TrainingError as error:
             problems.append(str(error))
             continue

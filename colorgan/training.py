@@ -261,8 +261,9 @@ def train(config: Config, fresh: bool = False) -> str:
     total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
     checkpoint = tf.train.Checkpoint(**run.state())  # and, on one device, each epoch's data iterator
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), config.keep_checkpoints)
+    preemption = resume.coordinate_preemption(strategy, checkpoint, manager, run.step, config.run_dir)
     loop = Loop(run, run_dir, checkpoint, manager, tf.summary.create_file_writer(os.path.join(run_dir, "logs")),
-                _fixed_samples(config), total_steps)
+                _fixed_samples(config), total_steps, preemption)
     start_epoch = int(run.epoch.numpy())
     try:
         for epoch in range(start_epoch, config.total_epochs):
@@ -272,6 +273,7 @@ def train(config: Config, fresh: bool = False) -> str:
             write_samples(run, loop.samples, run_dir, loop.writer)  # the finished model's, as at --max-steps
     finally:
         loop.stop.restore()
+        resume.end_preemption(preemption, strategy, config.run_dir)
     history = os.path.join(run_dir, "history.jsonl")
     if os.path.exists(history):  # also without validation: the curves of the whole run
         plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
@@ -281,9 +283,10 @@ def train(config: Config, fresh: bool = False) -> str:
 class Loop:
     """What the epochs share: the run, where it writes, its checkpoints and the signal handler."""
 
-    def __init__(self, run, run_dir, checkpoint, manager, writer, samples, total_steps):
+    def __init__(self, run, run_dir, checkpoint, manager, writer, samples, total_steps, preemption=None):
         self.run, self.run_dir, self.checkpoint, self.manager = run, run_dir, checkpoint, manager
-        self.writer, self.samples, self.total_steps, self.stop = writer, samples, total_steps, resume.Stop()
+        self.writer, self.samples, self.total_steps = writer, samples, total_steps
+        self.preemption, self.stop = preemption, resume.Stop(coordinated=preemption is not None)
 
     def epoch(self, epoch: int, start_epoch: int, latest: str | None) -> bool:
         """Train one epoch; True when training must stop (max steps or a signal) before its end."""
@@ -305,13 +308,14 @@ class Loop:
 
     def batches(self, epoch: int, latest: str | None, skipped: data.Skipped):
         """An iterator over the epoch's batches; an epoch resumed midway continues with the very
-        batch that came next (its position is in the checkpoint on one device, skipped over on several)."""
+        batch that came next (its position is in the checkpoint on one device; on several, whose
+        iterators cannot be saved, the indices of the steps done are skipped unread)."""
         run = self.run
         done = int(run.epoch_step.numpy())  # batches of this epoch already trained: only when resuming
-        dataset = data.make_dataset(run.config, "train", epoch, skipped)
-        if run.strategy.num_replicas_in_sync > 1:  # distributed iterators cannot be saved
-            return iter(run.strategy.experimental_distribute_dataset(dataset.skip(done)))
-        iterator = self.checkpoint.iterator = iter(dataset)
+        if run.strategy.num_replicas_in_sync > 1:
+            return iter(run.strategy.distribute_datasets_from_function(
+                lambda context: data.input_pipeline(run.config, epoch, context, done, skipped)))
+        iterator = self.checkpoint.iterator = iter(data.make_dataset(run.config, "train", epoch, skipped))
         if done:
             resume.restore(tf.train.Checkpoint(iterator=iterator), latest, partial=True)
         return iterator
@@ -324,7 +328,12 @@ class Loop:
         batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
         step = int(run.step.numpy())  # the step's own counter stays on the device; this follows it
         for batch in iterator:
-            values = train_step(batch)  # tensors: reading them back would wait for the device each step
+            try:  # tensors: reading them back would wait for the device each step
+                values = self.preemption.run(train_step, batch) if self.preemption else train_step(batch)
+            except resume.Preempted:
+                print(f"stopped at step {step} (SIGTERM to a worker: every worker saved at this step); "
+                      f"checkpoint {manager.latest_checkpoint}", flush=True)
+                return True
             step += 1
             batches += 1
             if batches == 1:  # the first step traces the graph: leave it out of images/s

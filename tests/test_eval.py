@@ -8,7 +8,7 @@ from PIL import Image
 
 import tensorflow as tf
 
-from colorgan import color, config, data, evaluation, files, images, inference
+from colorgan import color, config, data, evaluation, files, images, inference, metrics
 
 
 def test_table_json_and_pictures(trained, capsys):
@@ -99,12 +99,18 @@ def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, shar
         Image.open(path).save(tmp_path / "in" / f"{i:02d}.png")  # 32x32: two full batches of 8 and 3 more
     photo = images.read_image(images.list_images(str(shared_data / "cbsd68"))[0])
     Image.fromarray(photo).save(tmp_path / "in" / "photo.png")  # another size: a batch of its own
-    cfg = dataclasses.replace(cfg, batch_size=8)
+    cfg = dataclasses.replace(cfg, batch_size=8, mixed_precision="bfloat16")  # emulated where not native
     assert inference.colorize_files(generator, cfg, str(tmp_path / "in"), str(tmp_path / "out"), 32) == []
+    reduced, precision = inference.in_precision(generator, cfg)
+    assert precision.startswith("bfloat16") and reduced.get_layer("enc1").compute_dtype == "bfloat16"
     for path in sorted((tmp_path / "in").iterdir()):
-        alone = inference.colorize_image(generator, cfg, images.read_image(str(path)), 32)
+        rgb = images.read_image(str(path))
+        alone = inference.colorize_image(reduced, cfg, rgb, 32)
         batched = np.asarray(Image.open(tmp_path / "out" / path.name))
         assert np.abs(alone.astype(int) - batched).max() <= 1, path.name
+        # bfloat16 moves colours far less than a just noticeable difference (CIEDE2000 1)
+        in_float32 = inference.colorize_image(generator, cfg, rgb, 32)
+        assert float(metrics.mean_delta_e(in_float32[None], batched[None])[0]) < 0.5, path.name
 
 
 def test_a_link_planted_at_a_temporary_name_is_not_followed(trained, tmp_path, shared_data):

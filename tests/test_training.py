@@ -2,10 +2,12 @@
 bfloat16, two devices versus one, and two worker processes."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, models, training
+from colorgan import config, data, images, models, training
 from tests.conftest import ROOT
+
+READ_IMAGE = images.read_image
 
 
 @pytest.fixture(scope="module")
@@ -322,22 +326,68 @@ def free_ports(n):
     return ports
 
 
-def test_two_worker_processes_train_together(tiny_folder, tmp_path):
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+def start_workers(args, logs):
+    """Two train.py worker processes on 127.0.0.1 (TF_CONFIG), each writing its output to a file."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     processes = []
-    for index in range(2):
+    for index, log in enumerate(logs):
         env = dict(os.environ, PYTHONUNBUFFERED="1",
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "train.py", *tiny_args(tiny_folder, tmp_path, "--max-steps", "2")],
-            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    outputs = [p.communicate(timeout=400)[0] for p in processes]
+        processes.append(subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env,
+                                          stdout=open(log, "w"), stderr=subprocess.STDOUT))
+    return processes
+
+
+def finish(processes, logs):
+    for p in processes:
+        p.wait(timeout=400)
+    outputs = [open(log).read() for log in logs]
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out[-4000:]
-    assert "2 replica(s)" in outputs[0] and "step 2/2" in outputs[0]
+    return outputs
+
+
+def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_they_resume(tiny_folder, tmp_path):
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    workers = start_workers(tiny_args(tiny_folder, tmp_path, "--max-steps", "400"), logs)
+    deadline = time.time() + 300
+    while not re.search(r" step 3/\d+ ", logs[0].read_text()):  # training: the preemption handler is on
+        assert time.time() < deadline and workers[0].poll() is None, logs[0].read_text()[-4000:]
+        time.sleep(0.1)
+    workers[1].send_signal(signal.SIGTERM)  # the other worker gets no signal
+    outputs = finish(workers, logs)
+    assert "2 replica(s)" in outputs[0]
+    step = int(re.search(r"stopped at step (\d+) \(SIGTERM to a worker", outputs[0])[1])
+    assert f"stopped at step {step} (SIGTERM to a worker" in outputs[1] and 3 <= step < 100
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step}")
+
+    logs = [tmp_path / "worker0-resumed.log", tmp_path / "worker1-resumed.log"]
+    outputs = finish(start_workers(tiny_args(tiny_folder, tmp_path, "--max-steps", str(step + 3)), logs), logs)
+    assert f"at step {step}" in outputs[0] and f"step {step + 3}/{step + 3}" in outputs[0]
+    assert f"at step {step}" in outputs[1]
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step + 3}")
     assert (tmp_path / "run" / "generator.keras").exists()
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+    assert not list((tmp_path / "run").glob("workertemp_*"))
+
+
+def test_each_worker_reads_only_its_share_and_a_resumed_epoch_skips_unread(tiny_folder, monkeypatch):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(tiny_folder), batch_size=8)  # 4 steps of 32
+    read = []
+    monkeypatch.setattr(data.images, "read_image", lambda path, size=None: read.append(path) or
+                        READ_IMAGE(path, size))
+
+    def indices(pipelines, pipeline, replicas, done=0):
+        context = tf.distribute.InputContext(pipelines, pipeline, replicas)
+        read.clear()
+        batches = list(data.input_pipeline(cfg, 3, context, done, with_index=True))
+        assert all(len(b[-1]) == 8 // replicas for b in batches)
+        return [int(i) for b in batches for i in b[-1]], len(set(read))
+
+    (first, read_first), (second, read_second) = indices(2, 0, 2), indices(2, 1, 2)  # two workers
+    assert sorted(first + second) == list(range(32)) and read_first == read_second == 16
+    assert indices(1, 0, 2)[0] == indices(1, 0, 1)[0] and sorted(indices(1, 0, 2)[0]) == list(range(32))
+    resumed, read_resumed = indices(2, 1, 2, done=1)  # one step (4 images a worker) done: not read again
+    assert resumed == second[4:] and read_resumed == 12
 
 
 def test_importing_colorgan_starts_no_tensorflow_runtime():
