@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import tensorflow as tf
+
 from colorgan import config, data, images
 
 
@@ -101,6 +103,36 @@ def test_truncated_cifar_archive_is_a_clear_error(cifar_archives):
 
 
 # ---- image folders ------------------------------------------------------------------------------
+
+def test_cifar_arrays_in_tensorflow_ops_give_the_batches_of_the_python_reader(cifar_archives, tmp_path):
+    # The same ten images as an official archive (arrays: gathered and flipped by TF ops) and as PNG
+    # files (read, cropped and flipped in Python): the same seed must give the very same batches.
+    root, expected = cifar_archives
+    for split, pixels in expected.items():
+        (tmp_path / "png" / split).mkdir(parents=True)
+        for i, rgb in enumerate(pixels):
+            Image.fromarray(rgb).save(tmp_path / "png" / split / f"{i:02d}.png")
+    arrays = config.make_config(dataset="cifar10", dataset_path=str(root / "cifar-10-batches-py"), batch_size=4)
+    files = config.make_config(dataset="folder", dataset_path=str(tmp_path / "png"), batch_size=4, image_size=32)
+    for epoch in (0, 1):
+        pairs = list(zip(data.make_dataset(arrays, "train", epoch, with_rgb=True, with_index=True),
+                         data.make_dataset(files, "train", epoch, with_rgb=True, with_index=True)))
+        assert len(pairs) == 2
+        for from_arrays, from_files in pairs:
+            for a, b in zip(from_arrays, from_files):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
+    flipped = [(rgb.numpy(), i.numpy()) for _, _, rgb, i in data.make_dataset(arrays, "train", 0, with_rgb=True,
+                                                                             with_index=True)]
+    assert any(np.array_equal(rgb[k], expected["train"][i[k]][:, ::-1]) for rgb, i in flipped for k in range(4))
+    # a run resumed mid-epoch restores its saved data iterator and goes on with the very next batch
+    iterator = iter(data.make_dataset(arrays, "train", 1))
+    next(iterator)
+    saved = tf.train.Checkpoint(iterator=iterator).write(str(tmp_path / "iterator"))
+    following = next(iterator)[1].numpy()
+    restored = iter(data.make_dataset(arrays, "train", 1))
+    tf.train.Checkpoint(iterator=restored).read(saved).assert_existing_objects_matched()
+    np.testing.assert_array_equal(next(restored)[1].numpy(), following)
+
 
 def test_shared_cifar_jpeg_folder(shared_data):
     cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=16)
