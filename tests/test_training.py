@@ -16,7 +16,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, images, models, training
+from colorgan import config, data, images, models, resume, training
 from tests.conftest import ROOT
 
 READ_IMAGE = images.read_image
@@ -368,6 +368,27 @@ def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_they_resume(tiny_fol
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith(f"ckpt-{step + 3}")
     assert (tmp_path / "run" / "generator.keras").exists()
     assert not list((tmp_path / "run").glob("workertemp_*"))
+
+
+def test_ctrl_c_on_a_worker_is_passed_to_the_preemption_handler():
+    # On several workers TensorFlow's handler owns SIGTERM; Ctrl-C must reach it, not stop one worker alone.
+    got = []
+
+    def handler(signum, frame):  # in the preemption handler's place
+        got.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    stop = resume.Stop(coordinated=True)
+    try:
+        assert signal.getsignal(signal.SIGTERM) is handler  # left to the handler
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.time() + 5
+        while not got and time.time() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGTERM] and stop.signal == "SIGINT"
+    finally:
+        stop.restore()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_each_worker_reads_only_its_share_and_a_resumed_epoch_skips_unread(tiny_folder, monkeypatch):
