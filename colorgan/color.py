@@ -54,7 +54,7 @@ def fit_gamut(L, ab, iterations: int = 10):
     """Lab -> sRGB in [0, 1], shrinking the chroma of out-of-gamut pixels (bisection on a and b
     towards 0) instead of clipping R, G and B: clipping would change lightness and hue."""
     shape = tf.shape(L)
-    L, ab = tf.reshape(tf.cast(L, tf.float32), (-1, 1)), tf.reshape(tf.cast(ab, tf.float32), (-1, 2))  # pixels: any rank
+    L, ab = tf.reshape(tf.cast(L, tf.float32), (-1, 1)), tf.reshape(tf.cast(ab, tf.float32), (-1, 2))  # any rank
 
     def inside(L, ab):
         rgb = lab_to_linear_rgb(tf.concat([L, ab], -1))

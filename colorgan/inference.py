@@ -159,6 +159,8 @@ def _render_ab(generator, config: Config, L, size: tuple, stride: int):
 
 
 MAX_BATCH_PIXELS = 4 * 1024 * 1024  # full-resolution pixels colourised at once: bounded memory
+IO_THREADS = 2
+IO_AHEAD = 16  # images decoded ahead, and written behind, at most (a few: photos can be large)
 
 
 def colorize_files(generator: keras.Model, config: Config, source: str, destination: str, render_size: int) -> list:
@@ -209,7 +211,7 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
         batch = pending.pop(shape)
         colourised = colorize_images(generator, config, np.stack([b[0] for b in batch]), render_size)
         writes.extend(pool.submit(_write, out, target) for (_, target), out in zip(batch, colourised))
-        while writes and (writes[0].done() or len(writes) > READ_AHEAD):
+        while writes and (writes[0].done() or len(writes) > IO_AHEAD):
             writes.popleft().result()  # a failed write (read-only, full) stops the run here
         written += len(batch)
         rate = written / (time.perf_counter() - started)
@@ -239,16 +241,12 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
     return failed
 
 
-IO_THREADS = 2
-READ_AHEAD = 16  # images decoded ahead (a few: photos can be large)
-
-
 def _read_ahead(pool, paths):
-    """Each path's image (uint8 RGB) or its ImageError, in order, READ_AHEAD decoded in advance."""
+    """Each path's image (uint8 RGB) or its ImageError, in order, IO_AHEAD decoded in advance."""
     futures = collections.deque()
     for path in paths:
         futures.append(pool.submit(_read, path))
-        if len(futures) > READ_AHEAD:
+        if len(futures) > IO_AHEAD:
             yield futures.popleft().result()
     while futures:
         yield futures.popleft().result()

@@ -174,7 +174,8 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
         else:
             del objects["architecture"]  # written before colorgan recorded it
         try:
-            restore(tf.train.Checkpoint(**objects), path, partial=True)  # it may hold more: the data iterator
+            # partial: it may hold more (the data iterator, the preemption handler's count)
+            restore(tf.train.Checkpoint(**objects), path, partial=True)
         except TrainingError as error:
             problems.append(str(error))
             continue
