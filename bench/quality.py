@@ -34,7 +34,7 @@ import colorgan  # noqa: E402,F401  (sets TensorFlow's environment before it is 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from colorgan import color, config as cfg, data, evaluation, inference, metrics, plots, training  # noqa: E402
+from colorgan import color, config as cfg, data, evaluation, features, inference, metrics, plots, training  # noqa: E402
 
 METHODS = {
     "gan-lab": "",
@@ -46,7 +46,10 @@ METHODS = {
 HEADLINES = [("own_l", "acc@2", "acc@2, model's own L (the paper's protocol)", "higher"),
              ("input_l", "delta_e", "CIEDE2000, input's L (what a user gets)", "lower"),
              ("input_l", "ab_error", "mean |da|, |db|, input's L", "lower"),
-             ("input_l", "colourfulness_ratio", "colourfulness / ground truth's, input's L", "1 is the truth")]
+             ("input_l", "colourfulness_ratio", "colourfulness / ground truth's, input's L", "1 is the truth"),
+             ("input_l", "fid_c10", "FID-C10 (CIFAR-10 network's features), input's L", "lower"),
+             ("input_l", "class_acc", "class accuracy of the CIFAR-10 network, input's L", "higher"),
+             ("input_l", "c2st", "C2ST accuracy, true vs colourised, input's L", "0.5 is best")]
 GRID_IMAGES = 10
 # Points measured before export re-estimated BatchNorm statistics (training.export) used the
 # moving averages; they stay in the report, marked, beside the re-estimated one where a checkpoint allowed.
@@ -82,26 +85,37 @@ def trained_steps(config: cfg.Config) -> int:
     return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
 
 
-def load_test(args) -> tuple[list, np.ndarray]:
-    """The fixed test images as batches of (normalised gray, 8-bit RGB), and the grid's picks."""
+def load_test(args) -> tuple[list, np.ndarray, dict]:
+    """The fixed test images as batches of (normalised gray, 8-bit RGB), the grid's picks, and the
+    CIFAR-10 network's view of the true images ({"features", "logits"}) with their labels."""
     config = cfg.make_config(dataset="cifar10", dataset_path=args.dataset_path, batch_size=250)
     source = data.spread(data.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
-    batches = [(gray, real) for gray, _, real in data.make_dataset(config, "test", with_rgb=True, source=source)]
+    batches, truth = [], {"features": [], "logits": [], "labels": []}
+    for gray, _, real, index in data.make_dataset(config, "test", with_rgb=True, source=source, with_index=True):
+        batches.append((gray, real))
+        logits, feats = features.logits_and_features(real)
+        truth["features"].append(feats), truth["logits"].append(logits)
+        truth["labels"].append(source.labels[np.asarray(index)] if source.labels is not None else [])
     count = sum(len(gray) for gray, _ in batches)
     grid = np.arange(GRID_IMAGES) * count // GRID_IMAGES  # every class of a class-ordered folder
-    return batches, grid
+    return batches, grid, {k: np.concatenate(v) for k, v in truth.items()}
 
 
-def measure(batches, colorize, truth: float) -> dict:
-    """Mean of every test_eval.py metric over the batches, colourised by colorize(gray)."""
-    per_image = {}
+def measure(batches, colorize, truth: float, reference: dict) -> dict:
+    """Mean of every test_eval.py metric over the batches, colourised by colorize(gray), and the
+    CIFAR-10 network's FID-C10, class accuracy and C2ST against the reference (load_test)."""
+    per_image, seen = {}, {"features": [], "logits": []}
     for gray, real in batches:
-        for k, v in evaluation.image_metrics(real, colorize(gray), 2.0).items():
+        fake = colorize(gray)
+        for k, v in evaluation.image_metrics(real, fake, 2.0).items():
             per_image.setdefault(k, []).append(v)
+        logits, feats = features.logits_and_features(fake)
+        seen["features"].append(feats), seen["logits"].append(logits)
     row = {k: float(np.mean(np.concatenate(v))) for k, v in per_image.items()}
     row["ab_error"] = (row["ab_error_a"] + row["ab_error_b"]) / 2
     row["colourfulness_ratio"] = row["colourfulness"] / truth
-    return row
+    labels = reference["labels"] if len(reference["labels"]) else None
+    return row | evaluation.feature_metrics({k: np.concatenate(v) for k, v in seen.items()}, reference, labels)
 
 
 def train_to(args, name: str, flags: list[str], steps: int, results: dict) -> dict:
@@ -131,16 +145,21 @@ def write_report(args, results: dict) -> None:
              f"spread over the test split; host: {results['host']}; train.py flags for all: "
              f"`{results['train_flags'] or 'none'}`", "",
              "| method | images | BatchNorm | G updates | CPU-min | acc@2 own L | dE00 own L | acc@2 input L | dE00 input L "
-             "| \\|da\\| | \\|db\\| | colourful ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| \\|da\\| | \\|db\\| | colourful ratio | MAE RGB | FID-C10 | class acc | C2ST | fooled |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    extra = lambda i: " | ".join("" if k not in i else f"{i[k]:.3f}" if k != "fid_c10" and k != "mae_rgb"  # noqa: E731
+                                 else f"{i[k]:.2f}" for k in ("mae_rgb", "fid_c10", "class_acc", "c2st", "fooled"))
     for r in sorted(rows, key=lambda r: (r["method"], r["images"], r.get("batchnorm", ""))):
         o, i = r["own_l"], r["input_l"]
         lines.append(f"| {r['method']} | {r['images']:,} | {r.get('batchnorm', MOVING_AVERAGES)} | "
                      f"{r['generator_updates']:,} | {r['cpu_minutes']:.1f} | "
                      f"{o['acc@2']:.3f} | {o['delta_e']:.2f} | {i['acc@2']:.3f} | {i['delta_e']:.2f} | "
-                     f"{i['ab_error_a']:.2f} | {i['ab_error_b']:.2f} | {i['colourfulness_ratio']:.2f} |")
+                     f"{i['ab_error_a']:.2f} | {i['ab_error_b']:.2f} | {i['colourfulness_ratio']:.2f} | {extra(i)} |")
     lines.append(f"| gray baseline | | | | | {gray['acc@2']:.3f} | {gray['delta_e']:.2f} | {gray['acc@2']:.3f} | "
                  f"{gray['delta_e']:.2f} | {gray['ab_error_a']:.2f} | {gray['ab_error_b']:.2f} | "
-                 f"{gray['colourfulness_ratio']:.3f} |")
+                 f"{gray['colourfulness_ratio']:.3f} | {extra(gray)} |")
+    truth = results.get("truth", {})
+    lines.append(f"| ground truth (two halves) | | | | | | | | | | | 1 | {extra(truth)} |")
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     for setting, key, label, better in HEADLINES:
@@ -181,13 +200,18 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "quality.json")
     results = json.load(open(path)) if os.path.exists(path) else {"points": [], "spent": {}}
-    batches, grid = load_test(args)
+    batches, grid, reference = load_test(args)
     reals = np.concatenate([real.numpy() for _, real in batches])
     truth = float(np.mean(metrics.colourfulness(reals)))
-    gray = measure(batches, inference.gray_to_rgb, truth)
+    gray = measure(batches, inference.gray_to_rgb, truth, reference)
+    results["truth"] = evaluation.feature_metrics(*evaluation.halves(reference), None)
+    if len(reference["labels"]):
+        results["truth"]["class_acc"] = float(np.mean(np.argmax(reference["logits"], -1) == reference["labels"]))
     grid_gray = tf.gather(tf.concat([g for g, _ in batches], 0), grid)  # (GRID_IMAGES, 32, 32, 1)
-    host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                "unknown CPU") + f", {os.cpu_count()} cores"
+    cpuinfo = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in line)
+    cpuinfo = {k.strip(): v.strip() for k, v in cpuinfo.items()}
+    host = (f"{cpuinfo.get('model name', 'unknown CPU')} (family {cpuinfo.get('cpu family', '?')} model "
+            f"{cpuinfo.get('model', '?')}), {os.cpu_count()} cores")
     results.update(dataset=args.dataset_path, test_images=len(reals), gray=gray, ground_truth_colourfulness=truth,
                    host=host, batch_size=args.batch_size, train_flags=args.train_flags, methods=list(dict.fromkeys(
                        [*results.get("methods", []), *methods])))
@@ -206,8 +230,8 @@ def main():
             colorize = lambda gray, keep_l: color.to_uint8(  # noqa: E731
                 inference.colorize_batch(generator, run_config, gray, keep_l))
             if not any(r.get("batchnorm") == REESTIMATED for r in mine):
-                own = measure(batches, lambda gray: colorize(gray, False), truth)
-                user = measure(batches, lambda gray: colorize(gray, True), truth)
+                own = measure(batches, lambda gray: colorize(gray, False), truth, reference)
+                user = measure(batches, lambda gray: colorize(gray, True), truth, reference)
                 spent = results["spent"][name]
                 results["points"].append(dict(
                     method=name, flags=" ".join(flags), steps=steps, images=steps * args.batch_size,

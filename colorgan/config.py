@@ -6,6 +6,7 @@ presets follow their README. Precedence: field default < dataset preset < comman
 import argparse
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from colorgan.files import write_text
 
 MODELS = ("gan", "unet", "encoder-decoder")
 # The settings that make a run's networks: no command may change them on an existing run.
-ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone")
+ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone", "width")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
@@ -51,6 +52,8 @@ class Config:
                       "L1 only (the paper's baseline); encoder-decoder: the generator without skip connections, "
                       "adversarial", choices=MODELS)
     backbone: str = _opt("none", "a Keras Applications network as the U-Net generator's encoder", choices=BACKBONES)
+    width: float = _opt(1.0, "channels of every generator and discriminator layer as a fraction of the paper's "
+                        "(1: 64 to 512); below 1 a lighter model that sees more images per CPU-minute")
     backbone_weights: str = _opt("none", "the backbone's initial weights: imagenet (downloads when online), "
                                  "a local weights file, or none")
     gan_loss: str = _opt("bce", "adversarial loss: bce (the paper), lsgan (least squares) or hinge",
@@ -148,10 +151,9 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     if given.get("gan_loss") == "hinge" and "label_smoothing" not in given:
         preset["label_smoothing"] = False  # the hinge loss has no labels to smooth
     config = Config(**{**preset, **given})
-    for name in ("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval",
-                 "save_interval", "sample_interval", "turing_test_size"):
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    _check_values(config)
+    if config.name in ("", ".", "..") or "/" in config.name or os.sep in config.name or "\0" in config.name:
+        raise UserError(f"--name must be one folder name (inside --checkpoints-path), not {config.name!r}")
     if config.generator_output == "ab" and config.color_space != "lab":
         raise UserError("--generator-output ab needs --color-space lab")
     if config.gan_loss == "hinge" and config.label_smoothing:
@@ -162,14 +164,39 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
         raise UserError("--backbone makes a U-Net encoder: use it with --model gan or unet")
     if config.backbone == "none" and config.backbone_weights != "none":
         raise UserError("--backbone-weights needs a --backbone")
-    for name in ("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
-                 "pretrain_discriminator_epochs", "turing_test_delay"):
-        if getattr(config, name) < 0:
-            raise UserError(f"--{name.replace('_', '-')} cannot be negative")
-    for name in ("lr", "lr_decay_rate", "lr_decay_steps", "acc_thresh"):
-        if not getattr(config, name) > 0:  # also refuses nan
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
     return config
+
+
+# The rule of every number, for flags and config.json alike. The upper limits are far beyond
+# sensible values, not tuning advice.
+AT_LEAST_1 = (lambda v: v >= 1, "must be at least 1")
+NOT_NEGATIVE = (lambda v: v >= 0, "cannot be negative")
+POSITIVE = (lambda v: v > 0, "must be positive")
+RANGES = {
+    **dict.fromkeys(("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval",
+                     "save_interval", "sample_interval", "turing_test_size"), AT_LEAST_1),
+    **dict.fromkeys(("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
+                     "pretrain_discriminator_epochs", "turing_test_delay", "l1_weight"), NOT_NEGATIVE),
+    **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh"), POSITIVE),
+    "lr": (lambda v: 0 < v <= 1, "must be positive and at most 1"),
+    "width": (lambda v: 0 < v <= 8, "must be positive and at most 8"),
+    "beta1": (lambda v: 0 <= v < 1, "must be at least 0 and below 1"),
+}
+
+
+def _check_values(config: Config) -> None:
+    """Every field of its declared type, every number within its rule (RANGES)."""
+    for name, f in FIELDS.items():
+        value, kind, flag = getattr(config, name), type(f.default), "--" + name.replace("_", "-")
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:
+            raise UserError(f"{flag} must be {'a number' if kind is float else kind.__name__}, not {value!r}")
+        rule, text = RANGES.get(name, (None, ""))
+        if rule and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number (got {value})")
+        if rule and not rule(value):
+            raise UserError(f"{flag} {text} (got {value})")
 
 
 def parse_args(argv=None, description: str = "") -> Config:

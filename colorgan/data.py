@@ -29,6 +29,8 @@ from colorgan.config import Config, UserError
 AUTOTUNE = tf.data.AUTOTUNE
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.1  # of an image folder without train/ and test/ subfolders
+# CIFAR-10's label order, which is also the alphabetical order of its class folders
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class DataError(UserError):
@@ -58,6 +60,7 @@ class Source:
     gray_removed: int = 0
     paths: list | None = None
     stream: object = None  # a callable returning a tf.data.Dataset of uint8 images
+    labels: np.ndarray | None = None  # (size,) CIFAR-10 class of each image, where the source has them
 
 
 
@@ -156,26 +159,34 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only data")
 
 
-def _read_cifar_python_batch(raw: bytes, name: str) -> np.ndarray:
+def _read_cifar_python_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _PlainDataUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
         data = data.array if isinstance(data, _ArrayStub) else data
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
             raise ValueError("no uint8 'data' array of 3072 values per image")
-        return data.reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch.get(b"labels", batch.get("labels", [])), np.int64)
+        if labels.shape != (len(data),):
+            raise ValueError("no label for every image")
+        return data.reshape(-1, 3, 32, 32), labels
     except Exception as error:
         raise DataError(f"{name}: not a CIFAR-10 python batch ({error})") from None
 
 
-def _read_cifar_binary_batch(raw: bytes, name: str) -> np.ndarray:
+def _read_cifar_binary_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(raw) == 0 or len(raw) % 3073:
         raise DataError(f"{name}: not a CIFAR-10 binary batch ({len(raw)} bytes is not a multiple of 3073)")
-    return np.frombuffer(raw, np.uint8).reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32)
+    rows = np.frombuffer(raw, np.uint8).reshape(-1, 3073)  # a label byte, then the image
+    return rows[:, 1:].reshape(-1, 3, 32, 32), rows[:, 0].astype(np.int64)
 
 
 def read_cifar(path: str, split: str) -> np.ndarray:
     """(n, 32, 32, 3) uint8 images of one split of an official CIFAR-10 archive or folder."""
+    return _read_cifar(path, split)[0]
+
+
+def _read_cifar(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     found = _find_cifar(path)
     if not found:
         raise DataError(f"{path}: no CIFAR-10 batches found")
@@ -187,7 +198,8 @@ def read_cifar(path: str, split: str) -> np.ndarray:
             batches.append(parse(read(name), name))
         except (OSError, EOFError, KeyError, tarfile.TarError, zlib.error) as error:
             raise DataError(f"{path}: cannot read {name} ({error})") from None
-    return np.ascontiguousarray(np.concatenate(batches).transpose(0, 2, 3, 1))  # (n, 32, 32, 3)
+    images, labels = zip(*batches)
+    return np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1)), np.concatenate(labels)  # (n, 32, 32, 3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,8 +269,8 @@ def _tfds_source(name: str, split: str) -> Source:
     size = builder.info.splits[tfds_split].num_examples
     description = f"TFDS {name} [{tfds_split}] in {data_dir}"
     if name == "cifar10":  # 180 MB: keep it in memory, like the archives
-        array = tfds.as_numpy(builder.as_dataset(split=tfds_split, batch_size=-1))["image"]
-        return _array_source(array, description)
+        split = tfds.as_numpy(builder.as_dataset(split=tfds_split, batch_size=-1))
+        return _array_source(split["image"], description, split["label"])
     def stream():
         return builder.as_dataset(split=tfds_split, shuffle_files=False).map(lambda example: example["image"])
     return Source(description, size, stream=stream)
@@ -293,10 +305,19 @@ def _offline_message(name: str, data_dir: str, manual_dir: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Choosing the source
 
-def _array_source(array: np.ndarray, description: str) -> Source:
+def _array_source(array: np.ndarray, description: str, labels: np.ndarray | None = None) -> Source:
     spread = array.max(axis=-1).astype(np.int16) - array.min(axis=-1)
     colour = spread.reshape(len(array), -1).max(axis=1) > 2  # same test as images.is_gray
-    return Source(description, int(colour.sum()), images=array[colour], gray_removed=int((~colour).sum()))
+    return Source(description, int(colour.sum()), images=array[colour], gray_removed=int((~colour).sum()),
+                  labels=None if labels is None else np.asarray(labels, np.int64)[colour])
+
+
+def _folder_labels(paths: list[str]) -> np.ndarray | None:
+    """CIFAR-10 classes of files in folders named after them (<split>/<class>/<image>), else None."""
+    names = [os.path.basename(os.path.dirname(p)) for p in paths]
+    if not names or not set(names) <= set(CIFAR10_CLASSES):
+        return None
+    return np.array([CIFAR10_CLASSES.index(n) for n in names], np.int64)
 
 
 @functools.lru_cache(maxsize=8)
@@ -316,7 +337,8 @@ def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> S
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
     if _find_cifar(path):
-        return _array_source(read_cifar(path, split), f"CIFAR-10 [{split}] from {path}")
+        array, labels = _read_cifar(path, split)
+        return _array_source(array, f"CIFAR-10 [{split}] from {path}", labels)
     if any(os.path.isdir(os.path.join(path, d)) for d in ("data_256", "val_256")):
         paths = _places_paths(path, split)
         kind = "Places365"
@@ -327,7 +349,7 @@ def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> S
         raise DataError(f"{path}: not a CIFAR-10 archive and not a folder")
     if not paths:
         raise DataError(f"{path}: no images ({', '.join(images.IMAGE_EXTENSIONS)}) for the {split} split")
-    return Source(f"{kind} [{split}] {path}", len(paths), paths=paths)
+    return Source(f"{kind} [{split}] {path}", len(paths), paths=paths, labels=_folder_labels(paths))
 
 
 def spread(source: Source, n: int) -> Source:
@@ -338,9 +360,10 @@ def spread(source: Source, n: int) -> Source:
     if source.stream is not None:
         return dataclasses.replace(source, size=n, stream=lambda: source.stream().take(n))
     chosen = np.arange(n) * source.size // n
+    labels = None if source.labels is None else source.labels[chosen]
     if source.images is not None:
-        return dataclasses.replace(source, size=n, images=source.images[chosen], gray_removed=0)
-    return dataclasses.replace(source, size=n, paths=[source.paths[i] for i in chosen])
+        return dataclasses.replace(source, size=n, images=source.images[chosen], gray_removed=0, labels=labels)
+    return dataclasses.replace(source, size=n, paths=[source.paths[i] for i in chosen], labels=labels)
 
 
 # ----------------------------------------------------------------------------------------------

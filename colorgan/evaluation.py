@@ -10,13 +10,15 @@ import numpy as np
 import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
-from colorgan import color, data, inference, metrics, plots
+from colorgan import color, data, features, files, inference, metrics, plots
 from colorgan.config import UserError, add_config_flags, on_run, split_flags
 
 EPS_CURVE = (1, 2, 5, 10)
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in EPS_CURVE], ("ab_error_a", "|da|"),
-           ("ab_error_b", "|db|"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
-           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid", "FID")]
+           ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
+           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"),
+           ("class_acc", "class acc"), ("c2st", "C2ST"), ("fooled", "fooled"), ("fid", "FID")]
+TRUTH = "ground truth"  # its row: the floor of each distribution metric (two halves of the true images)
 
 
 def parse(argv=None):
@@ -42,6 +44,10 @@ def main(argv=None) -> dict | list:
     given, args = parse(argv)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
+    if args.json and os.path.isdir(args.json):
+        raise UserError(f"--json {args.json} is a folder: give a file name")
+    if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
+        raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
     run_dir = inference.find_run(given.get("checkpoints_path", "./checkpoints"), given.get("name", "CGAN"))
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
@@ -59,11 +65,13 @@ def main(argv=None) -> dict | list:
     fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
     if not args.fid_weights:
         print("note: FID needs local InceptionV3 weights (--fid-weights PATH); skipped")
+    if config.image_size != features.SIZE:
+        print(f"note: FID-C10, class acc and C2ST are measured by colorgan's CIFAR-10 network on images resized to "
+              f"{features.SIZE}x{features.SIZE}; class acc only where the test images are in CIFAR-10 class folders")
     report = evaluate(runs, config, output, args.max_images, fid)
     print_table(report)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        files.write_text(args.json, json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return report
 
@@ -75,32 +83,37 @@ def image_metrics(real, fake, acc_thresh: float) -> dict:
     values = {"acc": curve[acc_thresh], **{f"acc@{e}": curve[e] for e in EPS_CURVE},
               "ab_error_a": ab[:, 0], "ab_error_b": ab[:, 1], "psnr": metrics.psnr(real, fake),
               "ssim": metrics.ssim(real, fake), "delta_e": metrics.mean_delta_e(real, fake),
+              "mae_rgb": metrics.mae_rgb(real, fake),
               "colourfulness": metrics.colourfulness(fake)}
     return {k: np.asarray(v, np.float64).reshape(-1) for k, v in values.items()}
 
 
 def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
-    """Every metric for each run and for the gray baseline over the test split (bounded memory)."""
+    """Every metric for each run, for the gray baseline and (distribution metrics) for the truth
+    over the test split (bounded memory)."""
     names = [name for name, _, _ in runs] + ["gray baseline"]
     per_image = {name: {} for name in names}
-    features = {name: [] for name in names + ["ground truth"]}
-    real_colourfulness, seen = [], 0
-    total = data.load_source(config.dataset, config.dataset_path, "test", config.seed).size
-    total = min(total, max_images) if max_images else total
+    inception = {name: [] for name in names + [TRUTH]}
+    c10 = {name: {"features": [], "logits": []} for name in names + [TRUTH]}  # the CIFAR-10 network's
+    real_colourfulness, indices, seen = [], [], 0
+    source = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    total = min(source.size, max_images) if max_images else source.size
     started = time.perf_counter()
-    for gray, _, real in data.make_dataset(config, "test", with_rgb=True):
+    for gray, _, real, index in data.make_dataset(config, "test", with_rgb=True, with_index=True):
         if max_images:
-            gray, real = gray[:max_images - seen], real[:max_images - seen]
+            gray, real, index = gray[:max_images - seen], real[:max_images - seen], index[:max_images - seen]
         fakes = {name: color.to_uint8(inference.colorize_batch(g, c, gray)) for name, g, c in runs}
         fakes["gray baseline"] = inference.gray_to_rgb(gray)
-        for name, fake in fakes.items():
-            for k, v in image_metrics(real, fake, config.acc_thresh).items():
-                per_image[name].setdefault(k, []).append(v)
+        for name, fake in [*fakes.items(), (TRUTH, real)]:
+            if name != TRUTH:
+                for k, v in image_metrics(real, fake, config.acc_thresh).items():
+                    per_image[name].setdefault(k, []).append(v)
+            logits, feats = features.logits_and_features(fake)
+            c10[name]["logits"].append(logits), c10[name]["features"].append(feats)
             if fid:
-                features[name].append(fid(fake))
+                inception[name].append(fid(fake))
         real_colourfulness.append(np.asarray(metrics.colourfulness(real)))
-        if fid:
-            features["ground truth"].append(fid(real))
+        indices.append(np.asarray(index))
         seen += len(gray)
         rate = seen / (time.perf_counter() - started)
         print(f"\revaluated {seen}/{total} images | {rate:.0f} img/s | ETA {(total - seen) / rate:.0f}s",
@@ -111,15 +124,22 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     if not seen:
         raise UserError(f"{data.describe(config, 'test')}, but none of them could be evaluated")
     real_colourfulness = float(np.mean(np.concatenate(real_colourfulness)))
+    labels = None if source.labels is None else source.labels[np.concatenate(indices)]
+    c10 = {name: {k: np.concatenate(v) for k, v in kinds.items()} for name, kinds in c10.items()}
     rows = []
     for name in names:
         values = {k: np.concatenate(v) for k, v in per_image[name].items()}
         row = {"name": name, **{k: float(np.mean(v)) for k, v in values.items()}}
         row["colourfulness_ratio"] = row["colourfulness"] / real_colourfulness
+        row |= feature_metrics(c10[name], c10[TRUTH], labels)
         if fid:
-            row["fid"] = fid_of(np.concatenate(features[name]), np.concatenate(features["ground truth"]))
+            row["fid"] = metrics.frechet_distance(np.concatenate(inception[name]), np.concatenate(inception[TRUTH]))
         per_image[name] = values
         rows.append(row)
+    rows.append({"name": TRUTH, "colourfulness": real_colourfulness, "colourfulness_ratio": 1.0,
+                 **feature_metrics(*halves(c10[TRUTH]), None)})
+    if labels is not None:
+        rows[-1]["class_acc"] = float(np.mean(np.argmax(c10[TRUTH]["logits"], -1) == labels))
     os.makedirs(output, exist_ok=True)
     histogram = plots.delta_e_histogram({n: per_image[n]["delta_e"] for n in names},
                                         os.path.join(output, "delta_e_histogram.png"))
@@ -130,9 +150,22 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
             "pictures": {"delta_e_histogram": histogram, "best_median_worst": grid}}
 
 
-def fid_of(fake_features: np.ndarray, real_features: np.ndarray) -> float:
-    stats = [(f.mean(axis=0), np.cov(f, rowvar=False)) for f in (fake_features, real_features)]
-    return float(metrics.fid_from_stats(*stats[0], *stats[1]))
+def halves(values: dict) -> tuple[dict, dict]:
+    """Even and odd images: two halves of one set with the same classes, even in a class-ordered
+    folder; the truth against itself gives each distribution metric's floor at this sample size."""
+    n = min(len(v) for v in values.values()) // 2 * 2
+    return {k: v[:n:2] for k, v in values.items()}, {k: v[1:n:2] for k, v in values.items()}
+
+
+def feature_metrics(fake: dict, real: dict, labels) -> dict:
+    """FID-C10, C2ST (with its standard error and the machine's fooled rate) and, with labels, the
+    class accuracy, from the CIFAR-10 network's {"features", "logits"} of paired images."""
+    probe = metrics.c2st(real["features"], fake["features"])
+    values = {"fid_c10": metrics.frechet_distance(fake["features"], real["features"]), "c2st": probe["accuracy"],
+              "c2st_stderr": probe["stderr"], "fooled": probe["fooled"]}
+    if labels is not None:
+        values["class_acc"] = float(np.mean(np.argmax(fake["logits"], -1) == labels))
+    return values
 
 
 def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: int = 3) -> str:

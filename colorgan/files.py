@@ -1,5 +1,6 @@
 """Writing files so that a reader never sees half of one and a planted link is never followed."""
 import contextlib
+import json
 import os
 import tempfile
 
@@ -34,3 +35,17 @@ def write_text(path: str, text: str) -> str:
     with atomic_path(path) as temporary, open(temporary, "w") as f:
         f.write(text)
     return path
+
+
+def read_history(path: str) -> list[dict]:
+    """The rows of a history.jsonl; a row cut short (what a SIGKILL mid-append leaves) is left out."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+    return rows

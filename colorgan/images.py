@@ -37,7 +37,8 @@ def list_images(root: str) -> list[str]:
                 seen.add(real)
                 keep.append(d)
         subdirs[:] = keep
-        found.extend(os.path.join(directory, f) for f in sorted(files) if is_image_file(f))
+        found.extend(path for path in (os.path.join(directory, f) for f in sorted(files) if is_image_file(f))
+                     if os.path.isfile(path))  # a FIFO or device named x.jpg would block whoever opens it
     return found
 
 
@@ -61,6 +62,8 @@ def read_image(path: str, short_side: int | None = None) -> np.ndarray:
     With short_side, the shorter side is resized to exactly that many pixels and the longer side
     is centre-cropped to at most MAX_ASPECT times it.
     """
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: not a regular file")  # opening a FIFO would wait for a writer forever
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -1,6 +1,7 @@
 """Loading a trained generator and colourising with it (test_eval.py, test_turing.py)."""
 import collections
 import concurrent.futures
+import math
 import os
 import time
 import zipfile
@@ -79,13 +80,7 @@ def in_precision(generator: keras.Model, config: Config) -> tuple[keras.Model, s
     policy, why = training.precision_policy(config)
     if policy == "float32":
         return generator, f"float32 ({why})"
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        copy = models.generator_for(config, pretrained=False)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(generator.get_weights())
+    copy = models.rebuild(lambda: models.generator_for(config, pretrained=False), generator, policy)
     return copy, f"{policy.removeprefix('mixed_')} ({why})"
 
 
@@ -130,11 +125,21 @@ def colorize_images(generator: keras.Model, config: Config, rgbs: np.ndarray, re
     """colorize_image for photos of one size at once: uint8 (n, H, W, 3) -> uint8 (n, H, W, 3)."""
     h, w = rgbs.shape[1:3]
     L = _lab_stripes(lambda x: _lightness(x).numpy(), rgbs)  # (n, H, W, 1)
-    scale = render_size / min(h, w) if render_size else min(1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
     stride = models.total_stride(config.dataset, config.model, config.backbone)
-    size = (max(stride, round(h * scale)), max(stride, round(w * scale)))
+    size = render_shape(h, w, render_size, stride)
     ab = _render_ab(generator, config, tf.constant(L), size, stride).numpy()  # (n, H, W, 2)
     return _lab_stripes(lambda l, a: _to_srgb8(l, a).numpy(), L, ab)
+
+
+def render_shape(h: int, w: int, render_size: int, stride: int = 1) -> tuple[int, int]:
+    """(h', w') the generator runs at for an h x w photo: its shorter side at render_size (0: full
+    resolution), each side at least the network's stride, and never more than MAX_RENDER_PIXELS,
+    whatever the render size and the shape (a 1 x 100,000 strip at 32 px would be 102 megapixels)."""
+    scale = min(render_size / min(h, w) if render_size else 1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
+    rh, rw = max(stride, round(h * scale)), max(stride, round(w * scale))
+    if rh * rw > MAX_RENDER_PIXELS:  # a strip whose short side was raised to the stride: shorten the long one
+        rh, rw = (rh, max(stride, MAX_RENDER_PIXELS // rh)) if rw >= rh else (max(stride, MAX_RENDER_PIXELS // rw), rw)
+    return rh, rw
 
 
 # Graphs rather than op by op: the colour conversions around the generator took a third of the time.
@@ -199,7 +204,7 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
     pending, written, unreadable, started = {}, 0, 0, time.perf_counter()  # pending: (H, W) -> [(rgb, target)]
 
     def batch_limit(h, w):  # memory stays bounded at full resolution and in the generator
-        rendered = (render_size / min(h, w)) ** 2 * h * w if render_size else min(h * w, MAX_RENDER_PIXELS)
+        rendered = math.prod(render_shape(h, w, render_size))
         return max(1, min(config.batch_size, MAX_BATCH_PIXELS // (h * w), int(MAX_RENDER_PIXELS // rendered)))
 
     # Files are decoded ahead and encoded behind in threads (Pillow and file calls release the GIL)

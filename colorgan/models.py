@@ -30,6 +30,10 @@ _DISCRIMINATOR = [(64, 2), (128, 2), (256, 2), (512, 1)]
 _INIT = "lecun_normal"  # TF1 tf.variance_scaling_initializer() defaults
 
 
+def _scaled(filters, width):
+    return max(1, round(filters * width))
+
+
 def _arch(dataset, skips=True):
     if dataset == "folder":  # arbitrary image folders are trained like Places365
         dataset = "places365"
@@ -62,10 +66,11 @@ def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync
 
 
 def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchnorm: bool = False,
-                    skips: bool = True) -> keras.Model:
+                    skips: bool = True, width: float = 1.0) -> keras.Model:
     """U-Net generator: normalised L channel (bs, H, W, 1) in [-1, 1] -> colour (bs, H, W, out_channels) in [-1, 1].
 
     skips=False gives the encoder-decoder of the same blocks, one level deeper and without skip connections.
+    width scales every layer's channels (1: the paper's 64 to 512).
     """
     encoder, decoder = _arch(dataset, skips)
     gray = keras.Input((None, None, 1), name="gray")
@@ -73,12 +78,13 @@ def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchn
     # encoder; unlike the discriminator, the authors keep BatchNorm on the first layer too
     x, encoded = gray, []
     for i, (filters, strides) in enumerate(encoder):
-        x = _block(x, filters, strides, f"enc{i}", sync=sync_batchnorm)  # cifar10: (bs, 32, 32, 64) ... (bs, 2, 2, 512)
+        x = _block(x, _scaled(filters, width), strides, f"enc{i}", sync=sync_batchnorm)  # cifar10: (bs, 32, 32, 64) ... (bs, 2, 2, 512)
         encoded.append(x)
 
     # decoder; each upsampled map is joined with the encoder map of the same size (U-Net skip)
     for i, (filters, rate) in enumerate(decoder):
-        x = _block(x, filters, 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # cifar10 i=0: (bs, 4, 4, 512)
+        x = _block(x, _scaled(filters, width), 2, f"dec{i}", leaky=False, transpose=True,
+                   sync=sync_batchnorm)  # cifar10 i=0: (bs, 4, 4, 512)
         if rate > 0:
             x = layers.Dropout(rate, name=f"dec{i}_dropout")(x)  # the only noise source of G (pix2pix)
         if skips:
@@ -126,7 +132,7 @@ def backbone_skips(name: str) -> tuple[str, ...]:
 
 
 def build_backbone_generator(name: str, weights: str = "none", out_channels: int = 3,
-                             sync_batchnorm: bool = False) -> keras.Model:
+                             sync_batchnorm: bool = False, width: float = 1.0) -> keras.Model:
     """U-Net whose encoder is a Keras Applications network (weights: "imagenet", a file, or "none").
 
     The gray input is replicated to 3 channels, scaled to 0-255 and passed through the backbone's
@@ -152,11 +158,13 @@ def build_backbone_generator(name: str, weights: str = "none", out_channels: int
     skips = features(module.preprocess_input(rgb))  # cifar10: (bs, 16, 16, C1) ... (bs, 1, 1, C5)
     x = skips[-1]
     for i, filters in enumerate(_BACKBONE_DECODER):
-        x = _block(x, filters, 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # i=0: (bs, H/16, W/16, 512)
+        x = _block(x, _scaled(filters, width), 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # i=0: (bs, H/16, W/16, 512)
         x = layers.Concatenate(name=f"dec{i}_skip")([skips[-i - 2], x])
     # the backbone has no full-resolution features: the last level joins a small block on the input
-    x = _block(x, 64, 2, f"dec{len(_BACKBONE_DECODER)}", leaky=False, transpose=True, sync=sync_batchnorm)
-    x = layers.Concatenate(name="full_skip")([_block(gray, 32, 1, "enc_full", sync=sync_batchnorm), x])  # (bs, H, W, 96)
+    x = _block(x, _scaled(64, width), 2, f"dec{len(_BACKBONE_DECODER)}", leaky=False, transpose=True,
+               sync=sync_batchnorm)
+    full = _block(gray, _scaled(32, width), 1, "enc_full", sync=sync_batchnorm)
+    x = layers.Concatenate(name="full_skip")([full, x])  # (bs, H, W, 96)
     return keras.Model(gray, _colour_out(x, out_channels), name=f"generator_{name}")
 
 
@@ -165,18 +173,34 @@ def generator_for(config, pretrained: bool = True) -> keras.Model:
     out_channels = 2 if config.generator_output == "ab" else 3
     if config.backbone != "none":
         weights = config.backbone_weights if pretrained else "none"
-        return build_backbone_generator(config.backbone, weights, out_channels, config.sync_batchnorm)
-    return build_generator(config.dataset, out_channels, config.sync_batchnorm, skips=config.model != "encoder-decoder")
+        return build_backbone_generator(config.backbone, weights, out_channels, config.sync_batchnorm, config.width)
+    return build_generator(config.dataset, out_channels, config.sync_batchnorm, skips=config.model != "encoder-decoder",
+                           width=config.width)
 
 
-def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False) -> keras.Model:
+def rebuild(build, source: keras.Model, policy: str = "float32") -> keras.Model:
+    """build() under a Keras dtype policy, holding source's weights: a float32 copy to export, a
+    bfloat16 one to colourise faster. The global policy is left as it was."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        copy = build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    # .numpy() per variable, not get_weights(): NumPy 2 warns on TensorFlow's __array__ for every one
+    copy.set_weights([w.numpy() for w in source.weights])
+    return copy
+
+
+def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
+                        width: float = 1.0) -> keras.Model:
     """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1)."""
     _arch(dataset)  # validates the name; both datasets share one discriminator
     image = keras.Input((None, None, in_channels), name="gray_color")
     x = image
     for i, (filters, strides) in enumerate(_DISCRIMINATOR):
         # no BatchNorm on the first layer (DCGAN practice, and the authors' code)
-        x = _block(x, filters, strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
+        x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
     # raw logits (the losses apply the sigmoid), float32 under mixed precision
     logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT,
                            dtype="float32", name="logits")(x)  # (bs, H/8, W/8, 1)

@@ -1,5 +1,4 @@
 """Pictures people look at: sample grids and training curves, written with matplotlib."""
-import json
 
 import matplotlib
 
@@ -7,7 +6,7 @@ matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from colorgan.files import atomic_path  # noqa: E402
+from colorgan.files import atomic_path, read_history  # noqa: E402
 
 
 def save_figure(fig, path: str) -> str:
@@ -42,7 +41,7 @@ def image_grid(columns: dict, path: str, title: str = "") -> str:
 
 def training_curves(history_path: str, path: str) -> str:
     """Losses and accuracy from history.jsonl: training lines and validation points."""
-    rows = [json.loads(line) for line in open(history_path) if line.strip()]
+    rows = read_history(history_path)
     panels = (("disc_loss", "discriminator loss"), ("gen_gan", "generator GAN loss"),
               ("gen_l1", "generator L1 loss"), ("accuracy", "accuracy (paper's eps)"))
     phases = [(r["step"], r["phase"]) for r in rows if r.get("split") == "train" and "phase" in r]

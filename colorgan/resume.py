@@ -1,7 +1,10 @@
 """Run folders and checkpoints: refuse one of other networks, move an earlier run aside when asked,
 stop cleanly on a signal, and resume from the newest checkpoint that restores. Nothing is
 overwritten or deleted silently."""
+import contextlib
 import dataclasses
+import fcntl
+import glob
 import json
 import os
 import shutil
@@ -70,7 +73,7 @@ def coordinate_preemption(strategy, checkpoint, manager, step, run_dir: str):
         raise Preempted
 
     termination = tf.distribute.experimental.TerminationConfig(
-        exit_fn=stop, save_fn=lambda: manager.save(checkpoint_number=int(step.numpy())))
+        exit_fn=stop, save_fn=lambda: save(manager, int(step.numpy())))
     return tf.distribute.experimental.PreemptionCheckpointHandler(
         strategy.cluster_resolver, checkpoint, os.path.join(run_dir, "checkpoints"), termination)
 
@@ -85,18 +88,62 @@ def end_preemption(handler, strategy, run_dir: str) -> None:
         shutil.rmtree(os.path.join(run_dir, f"workertemp_{strategy.cluster_resolver.task_id}"), ignore_errors=True)
 
 
+def tf_config() -> dict:
+    """TF_CONFIG as a dict ({} when unset); anything but a JSON object with a cluster and a task of
+    the right kinds is a one-line error, before TensorFlow reads it."""
+    text = os.environ.get("TF_CONFIG") or ""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise UserError(f"TF_CONFIG is not JSON ({error})") from None
+    if not (isinstance(value, dict) and isinstance(value.get("cluster"), dict) and isinstance(value.get("task"), dict)
+            and isinstance(value["task"].get("index", 0), int)):
+        raise UserError('TF_CONFIG must be a JSON object such as {"cluster": {"worker": ["host1:12345", '
+                        '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    return value
+
+
 def is_chief() -> bool:
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster = tf_config()
     task = cluster.get("task", {})
     return not cluster or task.get("type") in (None, "chief") or (
         task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
 
 
+@contextlib.contextmanager
+def locked(config: Config):
+    """Hold the run folder for this process: a second train.py on it stops with one line instead of
+    racing for its checkpoints. An flock on .<name>.lock beside the folder, which the kernel releases
+    when the process ends however it ends, so a killed run leaves no stale lock. Only the chief
+    locks: the other workers of a multi-worker run share the folder by design."""
+    if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
+        raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
+    if not is_chief():
+        yield
+        return
+    os.makedirs(config.checkpoints_path, exist_ok=True)
+    path = os.path.join(config.checkpoints_path, f".{config.name}.lock")
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise TrainingError(f"{config.run_dir} is in use by another train.py (pid {f.read().strip() or '?'}): "
+                                "wait for it to finish, or stop it first") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def prepare(config: Config, fresh: bool) -> str:
     """Check config.run_dir before anything is written (moving an earlier run aside when fresh);
     returns this process's folder: the run's, or another worker's own below it."""
-    if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
-        raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
     chief = is_chief()
     if fresh and chief:
         move_aside(config.run_dir)
@@ -123,9 +170,35 @@ def check_config(config: Config, run_dir: str) -> None:
     previous = load_config(path)
     on_run(previous, dataclasses.asdict(config), run_dir)
     changed = differences(previous, config)
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if "batch_size" in changed and latest:
+        try:
+            done = int(tf.train.load_variable(latest, "epoch_step/.ATTRIBUTES/VARIABLE_VALUE"))
+        except Exception:  # unreadable: restore_newest says which, and why
+            done = 0
+        if done:  # its saved place in the data counts batches of the old size
+            raise TrainingError(f"{run_dir} stopped {done} steps into an epoch at --batch-size {previous.batch_size}: "
+                                f"resume it with --batch-size {previous.batch_size}, or start another --name")
     if changed:
         print("resuming with changed settings: " +
               ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+
+def save(manager: tf.train.CheckpointManager, step: int, size: int = 0) -> str:
+    """manager.save at step. A disk that fills up is one line naming the folder, the space free and
+    the space a checkpoint takes (size, in bytes, or the last one's); the half-written ckpt-N_temp is
+    removed and the last good checkpoint stays as it was."""
+    try:
+        return manager.save(checkpoint_number=step)
+    except (tf.errors.ResourceExhaustedError, OSError) as error:
+        for temporary in glob.glob(os.path.join(manager.directory, f"ckpt-{step}_temp*")):
+            shutil.rmtree(temporary, ignore_errors=True)
+        last = manager.latest_checkpoint
+        size = sum(os.path.getsize(p) for p in glob.glob(f"{last}.*")) if last else size
+        reason = "no space left on device" if "No space left" in str(error) else _first_line(error)
+        raise TrainingError(f"cannot write checkpoint {step} in {manager.directory}: {reason}; "
+                            f"{shutil.disk_usage(manager.directory).free / 2**20:.1f} MB free, a checkpoint takes "
+                            f"{size / 2**20:.1f} MB. The last good checkpoint is {last}.") from None
 
 
 def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
@@ -140,7 +213,10 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
 
 
 def architecture(config: Config) -> str:
-    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ARCHITECTURE)
+    """The networks a checkpoint holds, as flags; --width only where it is not the paper's, as
+    checkpoints recorded it before the flag existed."""
+    names = [n for n in ARCHITECTURE if n != "width" or config.width != 1.0]
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in names)
 
 
 def _first_line(error: Exception) -> str:
@@ -203,9 +279,8 @@ def move_aside(run_dir: str) -> None:
 
 def drop_history_after(run_dir: str, step: int) -> None:
     """history.jsonl rows past the restored step were logged by a process killed before its next
-    checkpoint: the resumed run logs those steps again."""
+    checkpoint: the resumed run logs those steps again. A half-written last row goes too."""
     path = os.path.join(run_dir, "history.jsonl")
     if os.path.exists(path):
-        with open(path) as f:
-            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        files.write_text(path, "".join(rows))
+        rows = [row for row in files.read_history(path) if row["step"] <= step]
+        files.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

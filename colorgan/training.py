@@ -29,7 +29,7 @@ BN_ESTIMATE_PIXELS, BN_ESTIMATE_MIN_IMAGES, BN_BATCH_PIXELS = 2048 * 32 * 32, 25
 
 def make_strategy() -> tf.distribute.Strategy:
     """Several machines when TF_CONFIG says so, all local GPUs when there are several, else one device."""
-    if os.environ.get("TF_CONFIG"):
+    if resume.tf_config():
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
@@ -85,7 +85,7 @@ class Run:
         with strategy.scope():
             self.generator = models.generator_for(config, pretrained)
             self.discriminator = None if config.model == "unet" else models.build_discriminator(
-                config.dataset, 4, config.sync_batchnorm)
+                config.dataset, 4, config.sync_batchnorm, config.width)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
@@ -115,6 +115,13 @@ class Run:
                      disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, epoch_step=self.epoch_step,
                      rng=self.rng, architecture=self.architecture, **extra)
         return {k: v for k, v in state.items() if v is not None}  # --model unet has no discriminator
+
+    def checkpoint_bytes(self) -> int:
+        """About what a checkpoint takes on disk: the networks' and the optimisers' variables."""
+        optimizers = [o for o in (self.gen_opt, self.disc_opt) if o is not None]
+        variables = [v for m in (self.generator, self.discriminator) if m is not None for v in m.weights]
+        variables += [v for o in optimizers for v in o.variables]
+        return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in variables)
 
     def _accuracy(self, colour, fake):
         replicas = self.strategy.num_replicas_in_sync  # accuracy is a mean: sum / replicas after reduce
@@ -241,6 +248,11 @@ def train(config: Config, fresh: bool = False) -> str:
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
     strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    with resume.locked(config):
+        return _train(config, strategy, fresh)
+
+
+def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str:
     run_dir = resume.prepare(config, fresh)
     print(f"config: {config.to_json()}", flush=True)
     for split in ("train", "test"):
@@ -301,7 +313,7 @@ class Loop:
             return True
         print(f"epoch {epoch + 1}/{config.total_epochs} done: {skipped}", flush=True)
         run.epoch.assign(epoch + 1), run.epoch_step.assign(0)  # a run resumed from here starts the next epoch
-        self.manager.save(checkpoint_number=int(run.step.numpy()))
+        resume.save(self.manager, int(run.step.numpy()), run.checkpoint_bytes())
         if config.validate:
             validate(run, self.run_dir, self.writer)
         return False
@@ -364,7 +376,7 @@ class Loop:
             if config.validate and config.validate_interval and step % config.validate_interval == 0:
                 validate(run, run_dir, writer)
             if step % config.save_interval == 0 or done:
-                manager.save(checkpoint_number=step)
+                resume.save(manager, step, run.checkpoint_bytes())
             if done:
                 if stop.signal is None:
                     write_samples(run, samples, run_dir, writer)
@@ -440,18 +452,14 @@ def export(run: Run, run_dir: str) -> str:
     """Save the generator as a .keras file (colourisation loads it with config.json beside it), in
     float32 and with BatchNorm statistics re-estimated on training images (BN_ESTIMATE_PIXELS)."""
     path = os.path.join(run_dir, "generator.keras")
-    policy = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy("float32")  # saved layers keep their policy: float32 runs anywhere
-    try:
-        generator = models.generator_for(run.config, pretrained=False)
-        generator.set_weights(run.generator.get_weights())  # a copy: training resumes with its own averages
-        pixels = run.config.image_size ** 2
-        images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // pixels)
-        grays = data.make_dataset(run.config, "train", epoch=int(run.epoch.numpy())).map(lambda gray, _: gray)
-        batches = grays.unbatch().take(images).batch(max(run.config.batch_size, BN_BATCH_PIXELS // pixels))
-        count = models.estimate_batchnorm(generator, batches)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    # float32 (saved layers keep their policy: float32 runs anywhere), and a copy: training resumes
+    # with its own BatchNorm averages
+    generator = models.rebuild(lambda: models.generator_for(run.config, pretrained=False), run.generator)
+    pixels = run.config.image_size ** 2
+    images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // pixels)
+    grays = data.make_dataset(run.config, "train", epoch=int(run.epoch.numpy())).map(lambda gray, _: gray)
+    batches = grays.unbatch().take(images).batch(max(run.config.batch_size, BN_BATCH_PIXELS // pixels))
+    count = models.estimate_batchnorm(generator, batches)
     with files.atomic_path(path) as temporary:
         generator.save(temporary)
     print(f"generator exported to {path} (BatchNorm statistics of {count} training images)")

@@ -5,7 +5,10 @@ import pytest
 import colorgan  # noqa: F401  (TensorFlow's environment first)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# 150 real CIFAR-10 JPEGs committed with the tests (tests/data/README.md): a clone needs nothing else
+CIFAR = ROOT / "tests" / "data" / "cifar10"
+# Real colour photographs that scikit-image (a test requirement) installs with itself
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
 @pytest.fixture(autouse=True)
@@ -16,30 +19,57 @@ def float32_afterwards():
     keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.fixture(scope="session")
-def shared_data():
-    if not SHARED_DATA.is_dir():
-        raise RuntimeError(f"the real test images are expected in {SHARED_DATA} (see README)")
-    return SHARED_DATA
+@pytest.fixture(scope="module", autouse=True)
+def no_graphs_left_behind():
+    """Keras' global state (layer names, graphs of tf.functions it holds) is freed after each module."""
+    yield
+    import keras
+    keras.backend.clear_session()
+
+
+def photo(name: str):
+    """An RGB uint8 photograph from skimage.data, e.g. "astronaut" (512x512)."""
+    import skimage.data
+    return getattr(skimage.data, name)()
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, shared_data):
-    """Two one-step runs (L, a, b and a, b output) on 48 real CIFAR-10 test JPEGs, split into a
-    train/ and a test/ folder: what test_eval.py, test_turing.py and bad-input tests run on."""
+def photos(tmp_path_factory):
+    """The PHOTOS as PNG files in a folder: [path, ...]."""
+    from PIL import Image
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name in PHOTOS:
+        paths.append(folder / f"{name}.png")
+        Image.fromarray(photo(name)).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Two one-step runs (L, a, b and a, b output) of the paper's networks at an eighth of their
+    width, on 48 real CIFAR-10 JPEGs split into train/<class>/ and test/<class>/ (12 images): what
+    test_eval.py, test_turing.py and the bad-input tests run on."""
     from PIL import Image
 
     from colorgan import config, images, training
     root = tmp_path_factory.mktemp("eval")
     folder = root / "data"
-    sources = images.list_images(str(shared_data / "cifar10" / "test"))[::200][:48]
-    for i, path in enumerate(sources):
+    sources = images.list_images(str(CIFAR / "test"))[::2][:48]
+    for i, path in enumerate(sources):  # in class folders: the Turing test and class accuracy read them
         split = "test" if i % 4 == 0 else "train"
-        (folder / split).mkdir(parents=True, exist_ok=True)
-        Image.open(path).save(folder / split / f"{i:03d}.png")
+        (folder / split / pathlib.Path(path).parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(path).save(folder / split / pathlib.Path(path).parent.name / f"{i:03d}.png")
     for name, extra in (("run", []), ("ab", ["--generator-output", "ab"])):
         training.train(config.parse_args([
             "--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(root / "runs"),
             "--name", name, "--batch-size", "4", "--sample-size", "2", "--max-steps", "1", "--validate", "false",
-            "--mixed-precision", "off", *extra]))
+            "--mixed-precision", "off", "--width", "0.125", *extra]))
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist, the tests of the `trained` runs go to one worker: built once, not per worker."""
+    for item in items:
+        if "trained" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("trained"))

@@ -38,14 +38,24 @@ def folder(tmp_path):
     (["--max-steps", "-1"], "--max-steps cannot be negative"),
     (["--seed", "-3"], "--seed cannot be negative"),
     (["--lr", "-1"], "--lr must be positive"),
-    (["--lr", "nan"], "--lr must be positive"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "1e9"], "--lr must be positive and at most 1"),
+    (["--l1-weight", "-5"], "--l1-weight cannot be negative"),
+    (["--beta1", "1"], "--beta1 must be at least 0 and below 1"),
+    (["--beta1", "-0.1"], "--beta1 must be at least 0 and below 1"),
+    (["--turing-test-delay", "nan"], "--turing-test-delay must be a finite number"),
+    (["--width", "0"], "--width must be positive"),
+    (["--name", "../../escape"], "--name must be one folder name"),
+    (["--name", "/some/where"], "--name must be one folder name"),
+    (["--name", ".."], "--name must be one folder name"),
 ])
 def test_nonsense_flags(folder, tmp_path, flags, match):
     one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs", *flags)), match)
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"batch_size": "many"}'])
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"batch_size": "many"}', '{"batch_size": 3.5}',
+                                     '{"l1_weight": -5}', '{"name": "../x"}'])
 def test_broken_config_json_for_train_and_eval(folder, tmp_path, content):
     (tmp_path / "runs" / "run").mkdir(parents=True)
     (tmp_path / "runs" / "run" / "config.json").write_text(content)
@@ -53,6 +63,14 @@ def test_broken_config_json_for_train_and_eval(folder, tmp_path, content):
                  lambda: evaluation.main(["--checkpoints-path", str(tmp_path / "runs"), "--name", "run"])):
         one_line_error(call, "config.json: not a config.json that train.py wrote")
     assert (tmp_path / "runs" / "run" / "config.json").read_text() == content
+
+
+@pytest.mark.parametrize("value, match", [("{not json", "TF_CONFIG is not JSON"), ("[1, 2]", "must be a JSON object"),
+                                          ('{"cluster": 3, "task": {}}', "must be a JSON object")])
+def test_a_broken_tf_config(folder, tmp_path, monkeypatch, value, match):
+    monkeypatch.setenv("TF_CONFIG", value)
+    one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs")), match)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_checkpoints_path_that_is_a_file(folder, tmp_path):
@@ -79,8 +97,10 @@ def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):
     one_line_error(lambda: evaluation.main([*run, "--json", str(tmp_path / "missing" / "r.json")]),
                    "its folder does not exist")
     (tmp_path / "in").mkdir()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    one_line_error(lambda: evaluation.main([*run, "--json", str(tmp_path / "in")]), "is a folder: give a file name")
     (tmp_path / "file").write_text("x")
+    one_line_error(lambda: evaluation.main([*run, "--eval-output", str(tmp_path / "file")]), "is a file: give a folder")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in" / "a.png")
     one_line_error(lambda: evaluation.main([*run, "--test-input", str(tmp_path / "in"),
                                               "--test-output", str(tmp_path / "file")]), "is a file")
     one_line_error(lambda: evaluation.main([*run, "--test-input", str(tmp_path / "in"),
@@ -135,4 +155,4 @@ def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--save-interval", "0", "--checkpoints-path",
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == "error: --save-interval must be at least 1"
+    assert result.stderr.strip() == "error: --save-interval must be at least 1 (got 0)"

@@ -1,4 +1,4 @@
-"""Every source on real files: the shared CIFAR-10 JPEGs and CBSD68 photos, official-format CIFAR-10
+"""Every source on real files: the committed CIFAR-10 JPEGs and scikit-image photos, official-format CIFAR-10
 archives and a Places365-layout folder written here, and a zoo of awkward and broken files."""
 import io
 import os
@@ -16,6 +16,7 @@ from PIL import Image
 import tensorflow as tf
 
 from colorgan import config, data, images
+from tests.conftest import CIFAR
 
 
 def colourful(seed, h=32, w=32):
@@ -69,6 +70,9 @@ def test_official_cifar_archives_and_folders(cifar_archives, where):
     gray, colour = batches(cfg, "test")[0]
     assert gray.shape == (2, 32, 32, 1) and colour.shape == (2, 32, 32, 3)
     assert len(batches(cfg, "train")) == 2  # 10 images, full batches of 4
+    # the labels come along (the CIFAR-10 network's class accuracy needs them): batch file k holds class k
+    assert data.load_source("cifar10", str(root / where), "train").labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert data.load_source("cifar10", str(root / where), "test").labels.tolist() == [5, 5]
 
 
 def test_hostile_pickle_is_refused_without_running(tmp_path):
@@ -134,9 +138,10 @@ def test_cifar_arrays_in_tensorflow_ops_give_the_batches_of_the_python_reader(ci
     np.testing.assert_array_equal(next(restored)[1].numpy(), following)
 
 
-def test_shared_cifar_jpeg_folder(shared_data):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=16)
-    assert data.load_source(cfg.dataset, cfg.dataset_path, "test").size == 10000
+def test_cifar_jpeg_folder():
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=16)
+    test = data.load_source(cfg.dataset, cfg.dataset_path, "test")
+    assert test.size == 100 and test.labels.tolist() == [k for k in range(10) for _ in range(10)]  # class folders
     ds = data.make_dataset(cfg, "train").take(2)
     for gray, colour in ds:
         assert gray.shape == (16, 32, 32, 1) and colour.shape == (16, 32, 32, 3)
@@ -227,6 +232,7 @@ def zoo(tmp_path):
     (z / "empty.png").write_bytes(b"")
     (z / "notes.jpg").write_text("this is not an image")
     (z / "readme.txt").write_text("not an image and not named like one: ignored")
+    os.mkfifo(z / "fifo.jpg")  # named like an image, but opening it would wait for a writer forever
     return z
 
 
@@ -241,15 +247,18 @@ def test_read_image_converts_everything_to_8bit_rgb(zoo):
     assert images.read_image(str(zoo / "gray.jpg")).shape == (48, 64, 3)
     assert images.read_image(str(zoo / "one_pixel.png"), 32).shape == (32, 32, 3)
     assert images.read_image(str(zoo / "strip.png"), 32).shape == (32, 32 * images.MAX_ASPECT, 3)
-    for name in ("truncated.jpg", "empty.png", "notes.jpg"):
+    for name in ("truncated.jpg", "empty.png", "notes.jpg", "fifo.jpg"):
         with pytest.raises(images.ImageError, match=name):
             images.read_image(str(zoo / name))
+    assert "fifo.jpg" not in " ".join(images.list_images(str(zoo)))
 
 
 def test_bad_files_are_skipped_and_counted(zoo):
     (zoo / "train").mkdir(), (zoo / "test").mkdir()
     for f in zoo.glob("*.*"):
-        shutil.copy(f, zoo / "train" / f.name)
+        if f.is_file():
+            shutil.copy(f, zoo / "train" / f.name)
+    os.mkfifo(zoo / "train" / "fifo.jpg")  # not read: a FIFO is not an image file
     Image.fromarray(colourful(9)).save(zoo / "test" / "ok.png")
     cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=1, image_size=32)
     skipped = data.Skipped()
@@ -281,10 +290,10 @@ def test_empty_and_all_bad_sources_are_clear_errors(tmp_path):
         data.load_source("folder", "", "train")
 
 
-def test_cbsd68_photos_at_256(shared_data):
-    cfg = config.make_config(dataset="folder", dataset_path=str(shared_data / "cbsd68"), batch_size=4)
+def test_photos_at_256(photos):
+    cfg = config.make_config(dataset="folder", dataset_path=str(photos[0].parent), batch_size=3)
     gray, colour = next(iter(data.make_dataset(cfg, "train")))
-    assert gray.shape == (4, 256, 256, 1) and colour.shape == (4, 256, 256, 3)
+    assert gray.shape == (3, 256, 256, 1) and colour.shape == (3, 256, 256, 3)
 
 
 # ---- Places365 layout and TFDS ------------------------------------------------------------------
@@ -343,7 +352,8 @@ def test_indices_name_the_images_that_were_kept(zoo):
     which file it shows; skipped files leave gaps."""
     (zoo / "train").mkdir(), (zoo / "test").mkdir()
     for f in zoo.glob("*.*"):
-        shutil.copy(f, zoo / "test" / f.name)
+        if f.is_file():
+            shutil.copy(f, zoo / "test" / f.name)
     Image.fromarray(colourful(9)).save(zoo / "train" / "ok.png")
     cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=3, image_size=32)
     source = data.load_source(cfg.dataset, cfg.dataset_path, "test")

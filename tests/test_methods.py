@@ -8,7 +8,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from colorgan import config, evaluation, inference, models, training
+from colorgan import config, evaluation, models, resume, training
 from colorgan.config import UserError
 from tests.test_training import tiny_args, tiny_folder  # noqa: F401  (a fixture)
 
@@ -30,24 +30,30 @@ def checkpoint_keys(run_dir):
     ("encdec", ["--model", "encoder-decoder", "--gan-loss", "lsgan"]),
     ("mobilenet", ["--backbone", "mobilenetv2", "--model", "unet", "--color-space", "rgb"]),
 ])
-def test_method_trains_resumes_and_evaluates(tiny_folder, tmp_path, capsys, name, extra):  # noqa: F811
-    run_dir = train(tiny_folder, tmp_path, name, "--max-steps", "1", *extra)
-    keys = checkpoint_keys(run_dir)
-    assert ("discriminator" in keys) == (name == "encdec"), keys
-    before = [w.numpy() for w in keras.saving.load_model(str(run_dir / "generator.keras"), compile=False).weights]
-    train(tiny_folder, tmp_path, name, "--max-steps", "2", *extra)
+def test_method_trains_restores_and_evaluates(tiny_folder, tmp_path, capsys, name, extra):  # noqa: F811
+    run_dir = train(tiny_folder, tmp_path, name, "--max-steps", "2", *extra)
     out = capsys.readouterr().out
-    assert "resumed from" in out and "at step 1" in out and "step 2/2" in out
     phase = "gan" if name == "encdec" else "generator"
     assert f"phase {phase}" in out and f" {phase} step 2/2" in out
+    keys = checkpoint_keys(run_dir)
+    assert ("discriminator" in keys) == (name == "encdec"), keys
     rows = [json.loads(line) for line in open(run_dir / "history.jsonl")]
     assert [(r["step"], r["phase"]) for r in rows] == [(1, phase), (2, phase)]
     assert all(np.isfinite(v) for r in rows for k, v in r.items() if k not in ("split", "phase"))
-    generator, _ = inference.load_run(str(run_dir))
-    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, generator.weights)), "step 2 trained"
+    # What resuming does before its first step (the GAN's whole resume is tested in test_training):
+    # a fresh Run of the same flags restores the newest checkpoint into every network it holds.
+    args = tiny_args(tiny_folder, tmp_path, "--max-steps", "3", *extra)
+    args[args.index("--name") + 1] = name
+    fresh = training.Run(config.parse_args(args), tf.distribute.get_strategy(), pretrained=False)
+    initial = [w.numpy() for w in fresh.generator.trainable_weights]  # seeded: the run's own start
+    assert resume.restore_newest(fresh, str(run_dir / "checkpoints")).endswith("ckpt-2") and int(fresh.step) == 2
+    exported = keras.saving.load_model(str(run_dir / "generator.keras"), compile=False)
+    for restored, saved in zip(fresh.generator.trainable_weights, exported.trainable_weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(initial, fresh.generator.trainable_weights)), "trained"
     if name == "unet":  # test_eval.py reads any method's run the same way: once is enough here
         report = evaluation.main(["--checkpoints-path", str(run_dir), "--max-images", "8"])
-        assert [row["name"] for row in report["rows"]] == [name, "gray baseline"]
+        assert [row["name"] for row in report["rows"]] == [name, "gray baseline", "ground truth"]
         assert 0 <= report["rows"][0]["acc"] <= 1 and np.isfinite(report["rows"][0]["delta_e"])
 
 
@@ -68,7 +74,7 @@ def test_nogan_phases_run_in_order_and_resume_across_them(tiny_folder, tmp_path,
     assert [r["step"] for r in rows] == list(range(1, 13))
     assert "disc_loss" not in rows[0] and "gen_l1" not in rows[4] and "gen_gan" in rows[8]
     # the discriminator phase leaves the generator's weights alone (BatchNorm statistics aside)
-    at_8 = models.build_generator("cifar10")
+    at_8 = models.build_generator("cifar10", width=0.125)
     tf.train.Checkpoint(generator=at_8).read(str(run_dir / "checkpoints" / "ckpt-8")).expect_partial()
     final = keras.saving.load_model(str(run_dir / "generator.keras"))
     trainable = [i for i, w in enumerate(final.weights) if w.trainable]

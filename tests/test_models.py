@@ -109,3 +109,11 @@ def test_estimate_batchnorm_sets_population_statistics():
         np.testing.assert_allclose(bn.moving_mean, np.mean([x.mean((0, 1, 2)) for x in inputs], 0), atol=1e-5)
         np.testing.assert_allclose(bn.moving_variance, np.mean([x.var((0, 1, 2)) for x in inputs], 0), rtol=1e-4)
         assert bn.momentum == 0.99  # restored for training
+
+
+def test_width_scales_the_channels_of_every_layer():
+    conv = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+    filters = lambda model: [l.filters for l in model.layers if isinstance(l, conv)]  # noqa: E731
+    assert filters(build_generator("cifar10", width=0.25)) == [16, 32, 64, 128, 128, 128, 64, 32, 16, 3]
+    assert filters(build_generator("cifar10")) == [64, 128, 256, 512, 512, 512, 256, 128, 64, 3]
+    assert filters(build_discriminator("cifar10", width=0.25)) == [16, 32, 64, 128, 1]

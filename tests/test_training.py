@@ -1,5 +1,6 @@
 """Real training steps on tiny data: learning, exact resume after SIGKILL, NaN stop, bad checkpoints,
 bfloat16, two devices versus one, and two worker processes."""
+import dataclasses
 import json
 import os
 import re
@@ -16,8 +17,8 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, images, models, resume, training
-from tests.conftest import ROOT
+from colorgan import config, data, images, losses, models, resume, training
+from tests.conftest import CIFAR, ROOT
 
 READ_IMAGE = images.read_image
 
@@ -37,11 +38,16 @@ def tiny_folder(tmp_path_factory):
     return root
 
 
+# The paper's networks at an eighth of their channels: what these tests check (resuming, signals,
+# phases, errors) does not depend on the width, and each step and checkpoint costs 1/64 as much.
+TINY = ["--width", "0.125"]
+
+
 def tiny_args(folder, run_dir, *extra):
     return ["--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(run_dir),
             "--name", "run", "--batch-size", "4", "--sample-size", "2", "--log-interval", "1",
             "--save-interval", "1", "--sample-interval", "1000", "--validate", "false",
-            "--mixed-precision", "off", *extra]  # the same numbers on every host
+            "--mixed-precision", "off", *TINY, *extra]  # the same numbers on every host
 
 
 def train_process(args, **kwargs):
@@ -62,24 +68,31 @@ def generator_weights(run_dir):
     return [w.numpy() for w in model.weights]
 
 
-def test_a_few_real_gan_iterations_learn(shared_data):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=8,
-                             mixed_precision="off")
-    run = training.Run(cfg, tf.distribute.get_strategy())
+def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=8, mixed_precision="off")
+    run = training.Run(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
     run.compile()
-    gray, colour = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+    gray, colour = batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+    weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
+    for phase, trained, frozen in (("discriminator", run.discriminator, run.generator),
+                                   ("generator", run.generator, run.discriminator)):
+        before_trained, before_frozen = weights(trained), weights(frozen)
+        run.train_steps[phase](batch)
+        assert all(np.array_equal(a, b) for a, b in zip(before_frozen, weights(frozen))), phase
+        assert not all(np.array_equal(a, b) for a, b in zip(before_trained, weights(trained))), phase
 
     def gap():  # how much more real D finds the real colours than G's
         fake = models.colorize(run.generator, gray, cfg.generator_output, training=False)
         return float(tf.reduce_mean(run._discriminate(gray, colour, False) - run._discriminate(gray, fake, False)))
 
-    weights = lambda model: np.concatenate([v.numpy().ravel() for v in model.trainable_variables])  # noqa: E731
     before = gap(), weights(run.generator), weights(run.discriminator)
-    l1 = [run.train_step((gray, colour))["gen_l1"].numpy() for _ in range(8)]
+    iterations = (int(run.disc_opt.iterations), int(run.gen_opt.iterations))
+    l1 = [run.train_step(batch)["gen_l1"].numpy() for _ in range(8)]
+    assert (int(run.disc_opt.iterations), int(run.gen_opt.iterations)) == (iterations[0] + 8, iterations[1] + 16)
     assert l1[-1] < 0.8 * l1[0], l1
     assert gap() > before[0], (gap(), before[0])  # D tells them apart better than it did
-    assert not np.array_equal(weights(run.generator), before[1])
-    assert not np.array_equal(weights(run.discriminator), before[2])
+    assert not all(np.array_equal(a, b) for a, b in zip(before[1], weights(run.generator)))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[2], weights(run.discriminator)))
 
 
 # (step, generator's rate, discriminator's) by hand: max(1e-6, 3e-4 * 0.1^(step / decay steps)), D's / 10
@@ -117,45 +130,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert training.cpu_bfloat16_flags(str(tmp_path / "missing")) == []
 
 
-def test_an_iteration_updates_d_once_and_g_twice_each_only_its_own(shared_data):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4)
-    run = training.Run(cfg, tf.distribute.get_strategy())
-    run.compile()
-    batch = next(iter(data.make_dataset(cfg, "train")))
-    run.train_step(batch)
-    assert (int(run.disc_opt.iterations), int(run.gen_opt.iterations)) == (1, 2)
-    weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
-    for phase, trained, frozen in (("discriminator", run.discriminator, run.generator),
-                                   ("generator", run.generator, run.discriminator)):
-        before_trained, before_frozen = weights(trained), weights(frozen)
-        run.train_steps[phase](batch)
-        assert all(np.array_equal(a, b) for a, b in zip(before_frozen, weights(frozen))), phase
-        assert not all(np.array_equal(a, b) for a, b in zip(before_trained, weights(trained))), phase
-
-
-def test_a_relative_checkpoints_path_resumes(tiny_folder, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # as train.py's default, checkpoints/, is
-    for steps in ("1", "2"):
-        training.train(config.parse_args(tiny_args(tiny_folder, "runs", "--max-steps", steps)))
-    assert tf.train.latest_checkpoint("runs/run/checkpoints").endswith("ckpt-2")
-
-
-def test_train_py_writes_everything_and_resumes(tiny_folder, tmp_path):
-    out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "3", "--sample-interval", "3"))
-    run_dir = tmp_path / "run"
-    assert "step 3/3" in out and "img/s" in out and "ETA" in out
-    for name in ("config.json", "generator.keras", "history.jsonl", "samples/step_0000003.png"):
-        assert (run_dir / name).exists(), name
-    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
-    assert json.load(open(run_dir / "config.json"))["max_steps"] == 3
-    out = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", "5", "--validate", "true"))
-    assert "resumed from" in out and "at step 3" in out and "step 4/5" in out and "step 5/5" in out
-    assert "max_steps 3 -> 5" in out
-    rows = [json.loads(line) for line in open(run_dir / "history.jsonl")]
-    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5]
-
-
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
+def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
     # 32 images / batch 4 = 8 steps an epoch: 12 steps cross an epoch end after the kill.
     steps = ["--max-steps", "12", "--epochs", "2"]
     # a and b (b measures run-to-run noise) run side by side with c: start-up dominates their time
@@ -167,31 +142,48 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    outputs = []
     for p in uninterrupted:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out
-    out = run_to_end(tiny_args(tiny_folder, tmp_path / "c", *steps))
-    assert "resumed from" in out and "step 12/12" in out
-    steps = [json.loads(line)["step"] for line in open(tmp_path / "c" / "run" / "history.jsonl")]
-    assert steps == list(range(1, 13))  # the steps after step 4's checkpoint are logged once, after resuming
+        outputs.append(p.communicate(timeout=300)[0])
+        assert p.returncode == 0, outputs[-1]
+    assert "step 12/12" in outputs[0] and "img/s" in outputs[0] and "ETA" in outputs[0]
+    run_dir = tmp_path / "a" / "run"
+    for name in ("config.json", "generator.keras", "history.jsonl", "training_curves.png", "samples/step_0000012.png"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "logs").glob("events.out.tfevents.*"))
+    assert json.load(open(run_dir / "config.json"))["max_steps"] == 12
+
+    with open(tmp_path / "c" / "run" / "history.jsonl", "a") as f:
+        f.write('{"split": "train", "st')  # what a SIGKILL in the middle of an append leaves
+    # Resumed with settings that change what it writes, not what it trains: both are reported and kept.
+    out = run_to_end(tiny_args(tiny_folder, tmp_path / "c", *steps, "--sample-interval", "6", "--validate", "true"))
+    assert "resumed from" in out and "at step 4" in out and "step 5/12" in out and "step 12/12" in out
+    assert "sample_interval 1000 -> 6" in out and "validation at step 8" in out
+    assert json.load(open(tmp_path / "c" / "run" / "config.json"))["sample_interval"] == 6
+    assert (tmp_path / "c" / "run" / "samples" / "step_0000006.png").exists()
+    rows = [json.loads(line) for line in open(tmp_path / "c" / "run" / "history.jsonl")]
+    # the steps after step 4's checkpoint are logged once, after resuming
+    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 13))
     a, b, c = (generator_weights(tmp_path / k) for k in "abc")
     noise = max(np.abs(x - y).max() for x, y in zip(a, b))
     resumed = max(np.abs(x - y).max() for x, y in zip(a, c))
     assert resumed <= max(10 * noise, 1e-5), (resumed, noise)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+    l1_loss = losses.l1_loss
+    monkeypatch.setattr(losses, "l1_loss", lambda *args: l1_loss(*args) * float("nan"))  # the loss diverges
     # checked only when it logs or saves (step 4), the error still names the first bad step
     with pytest.raises(training.TrainingError, match=r"step 3: non-finite .*gen_loss.*ckpt-2"):
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "8", "--log-interval", "4",
-                                                   "--save-interval", "4", "--l1-weight", "nan")))
+                                                   "--save-interval", "4")))
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
 
 
-def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied(shared_data):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4,
-                             l1_weight=float("nan"))
+def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125)
+    cfg = dataclasses.replace(cfg, l1_weight=float("nan"))  # a NaN generator loss (a flag may not be nan)
     run = training.Run(cfg, tf.distribute.get_strategy())
     run.compile()
     batch = next(iter(data.make_dataset(cfg, "train")))
@@ -211,6 +203,13 @@ def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_pa
     with pytest.raises(config.UserError, match=r"--generator-output lab.*--generator-output ab"):
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2",
                                                    "--generator-output", "ab")))
+    with pytest.raises(config.UserError, match=r"--width 0.125.*--width 0.25"):
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2", "--width", "0.25")))
+    saved = (run_dir / "config.json").read_text()
+    with pytest.raises(training.TrainingError, match=r"1 steps into an epoch at --batch-size 4: resume it with "
+                                                     r"--batch-size 4"):  # its saved place counts batches of 4
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2", "--batch-size", "8")))
+    assert (run_dir / "config.json").read_text() == saved
     os.remove(run_dir / "config.json")  # no config to compare: the checkpoint records what it holds
     for flags in (["--generator-output", "ab"], ["--model", "unet"]):  # a U-Net would fit the GAN's G
         with pytest.raises(training.TrainingError, match=f"ckpt-1 holds .*{flags[0]} {{0,1}}[a-z]+.*asks for "
@@ -222,9 +221,11 @@ def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_pa
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
 
 
-def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_silently(tiny_folder, tmp_path, capsys):
-    args = lambda steps, *extra: config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", steps, *extra))  # noqa: E731
-    run_dir = tmp_path / "run"
+def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_silently(tiny_folder, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --checkpoints-path, as train.py's default (checkpoints/) is
+    args = lambda steps, *extra: config.parse_args(tiny_args(tiny_folder, "runs", "--max-steps", steps, *extra))  # noqa: E731
+    run_dir = tmp_path / "runs" / "run"
     training.train(args("3"))
     for path in (run_dir / "checkpoints").glob("ckpt-3.*"):  # the newest checkpoint's files are lost
         path.unlink()
@@ -241,13 +242,13 @@ def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_sil
         training.train(args("5"))
     assert (run_dir / "generator.keras").read_bytes() == exported
     training.train(args("1"), fresh=True)
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
+    aside = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("run.")]
     assert len(aside) == 1 and (aside[0] / "generator.keras").read_bytes() == exported
     assert [json.loads(line)["step"] for line in open(run_dir / "history.jsonl")] == [1]
 
 
-def test_bfloat16_step_on_cpu(shared_data, tmp_path):
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(shared_data / "cifar10"), batch_size=4,
+def test_bfloat16_step_on_cpu(tmp_path):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
                              mixed_precision="bfloat16")
     try:
         run = training.Run(cfg, tf.distribute.get_strategy())
@@ -277,7 +278,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from colorgan import config, models, training
 # Dropout draws per-replica masks, which cannot match one device's: compare the update without it.
 models._DECODER["cifar10"] = [(f, 0.0) for f, _ in models._DECODER["cifar10"]]
-cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True, mixed_precision="off")
+cfg = config.make_config(dataset="cifar10", batch_size=8, sync_batchnorm=True, mixed_precision="off", width=0.125)
 rng = np.random.default_rng(0)
 gray = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 1)), tf.float32)
 colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
@@ -421,3 +422,43 @@ def test_importing_colorgan_starts_no_tensorflow_runtime():
             "print('configurable')")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "configurable" in result.stdout, result.stderr[-2000:]
+
+
+def test_a_run_folder_is_used_by_one_process_at_a_time(tiny_folder, tmp_path):
+    cfg = config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1"))
+    with resume.locked(cfg):  # as a train.py already running on the folder holds it
+        with pytest.raises(training.TrainingError, match=rf"run is in use by another train.py \(pid {os.getpid()}\)"):
+            training.train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # a holder killed with SIGKILL leaves no stale lock: the kernel drops it with the process
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(300)",
+                               str(tmp_path / ".run.lock")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(training.TrainingError, match="in use"):
+        training.train(cfg)
+    holder.kill()
+    holder.wait(timeout=10)
+    with resume.locked(cfg):
+        pass
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
+    training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    good = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+    real_save = tf.train.CheckpointManager.save
+
+    def disk_full(manager, checkpoint_number=None, **kwargs):  # as TensorFlow fails on a full disk (a 3 MB tmpfs)
+        (checkpoints / f"ckpt-{checkpoint_number}_temp").mkdir()
+        (checkpoints / f"ckpt-{checkpoint_number}_temp" / "part-00000-of-00001.data").write_bytes(b"x" * 100)
+        raise tf.errors.ResourceExhaustedError(None, None, "ckpt_temp/part-00000; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", disk_full)
+    with pytest.raises(training.TrainingError) as error:
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
+    message = str(error.value)
+    assert "\n" not in message and f"cannot write checkpoint 2 in {checkpoints}: no space left on device" in message
+    assert re.search(r"[\d.]+ MB free, a checkpoint takes [\d.]+ MB\. The last good checkpoint is .*ckpt-1", message)
+    assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == good  # no ckpt-2_temp, ckpt-1 as it was
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 from colorgan import turing
+from colorgan.images import list_images
 from colorgan.config import UserError
 from tests.conftest import ROOT
 
@@ -115,10 +117,11 @@ def test_path_traversal_and_unknown_paths_are_404(serve, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the server reads no file, wherever it runs
     for path in ("/../../../../etc/passwd", "/img/../../../etc/passwd", "/img/..%2f..%2fetc%2fpasswd",
                  "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd", "/secret.txt", "/img/../secret.txt",
-                 "/img/", "/index.html", "/colorgan/turing.py", "/results.jsonl", "http://evil/../etc/passwd"):
+                 "/img/", "/index.html", "/colorgan/turing.py", "/results.jsonl"):
         status, body, _ = client.request("GET", path)
         assert status == 404, path
         assert b"SECRET" not in body and b"root:" not in body
+    assert client.request("GET", "http://evil/../etc/passwd")[0] == 421  # addressed to another host
     assert client.post("/api/../api/start", {"participant": "ann"})[0] == 404
 
 
@@ -132,6 +135,8 @@ def test_malformed_bodies_are_refused(serve, tmp_path):
            ({**good, "choice": 0}, 400), ({**good, "client_s": "fast"}, 400), ({**good, "client_s": True}, 400),
            ({**good, "client_s": -1}, 400), ({**good, "trial": ["x"]}, 400), ({**good, "real": "left"}, 400),
            ({**good, "token": {"a": 1}}, 401), ({**good, "pad": "x" * 5000}, 413)]
+    for token_ in (["a"], {"a": 1}, 7):  # unhashable or not a string: a 400, not a dropped connection
+        assert client.post("/api/start", {"participant": "bob", "token": token_})[0] == 400
     for body, status in bad:
         assert client.request("POST", "/api/answer", body)[0] == status, body
     assert client.request("POST", "/api/answer", good, content_type="text/plain")[0] == 415  # no cross-site forms
@@ -141,12 +146,81 @@ def test_malformed_bodies_are_refused(serve, tmp_path):
     assert client.post("/api/answer", good) == (200, {"recorded": "answer"})  # the trial was still open
 
 
+def test_only_requests_addressed_to_this_server_are_answered(serve):
+    client, _ = serve()
+    port = client.port
+
+    def status(method, path, host, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        data = None if body is None else json.dumps(body).encode()
+        conn.putrequest(method, path, skip_host=True)
+        conn.putheader("Host", host)
+        if data is not None:
+            conn.putheader("Content-Type", "application/json"), conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders(data)
+        code = conn.getresponse().status
+        conn.close()
+        return code
+
+    # a page whose domain name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name
+    for host in (f"evil.example.com:{port}", "evil.example.com", f"127.0.0.1:{port + 1}", ""):
+        assert status("GET", "/", host) == 421, host
+        assert status("POST", "/api/start", host, {"participant": "ann"}) == 421, host
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert status("GET", "/", host) == 200, host
+    assert status("POST", "/api/start", f"localhost:{port}", {"participant": "ann"}) == 200
+
+
+def test_a_failed_write_is_reported_and_leaves_nothing_to_flush_later(serve, tmp_path):
+    client, test = serve()
+    token = client.start("ann")
+    trial = client.next(token)["trial"]
+    results, test.file = test.file, open("/dev/full", "ab", buffering=0)  # every write: no space left on device
+    try:
+        for _ in range(2):  # the participant retries while the disk is still full
+            status, reply = client.answer(token, trial)
+            assert status == 503 and "could not be saved" in reply["error"]
+    finally:
+        test.file.close()
+        test.file = results
+    assert client.answer(token, trial) == (200, {"recorded": "answer"})  # writable again: the retry counts
+    assert client.answer(token, client.next(token)["trial"])[0] == 200
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert [r["trial"] for r in rows] == [1, 2]  # each once
+
+
+def test_thirty_participants_starting_at_once_all_get_in_and_every_answer_is_kept_once(serve, tmp_path):
+    client, _ = serve(n=3)
+    barrier, errors = threading.Barrier(30), []
+
+    def take(name):
+        try:
+            barrier.wait(10)
+            token = client.start(name)
+            while "trial" in (reply := client.next(token)):
+                for side in ("left", "right"):
+                    assert client.request("GET", reply[side])[0] == 200
+                assert client.answer(token, reply["trial"], "left")[0] == 200
+        except Exception as error:  # noqa: BLE001  (collected: an assert in a thread would be lost)
+            errors.append(f"{name}: {error!r}")
+
+    threads = [threading.Thread(target=take, args=(f"p{i}",)) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert sorted((r["participant"], r["trial"]) for r in rows) == sorted((f"p{i}", t) for i in range(30) for t in (1, 2, 3))
+
+
 def test_every_request_gets_an_answer_and_idle_connections_are_closed(serve, monkeypatch):
     monkeypatch.setattr(turing.Handler, "timeout", 0.5)
     client, _ = serve()
     assert client.request("POST", "/api/start", b"[" * 2000 + b"]" * 2000)[0] == 400  # nested too deep for json
     slow = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    slow.sendall(b"POST /api/start HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{")
+    slow.sendall(b"POST /api/start HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 50\r\n\r\n{" % client.port)
     started = time.monotonic()
     reply = slow.recv(1000)  # the body never comes: 408, and the connection closes
     assert reply.startswith(b"HTTP/1.0 408") and time.monotonic() - started < 5
@@ -332,24 +406,6 @@ def test_desktop_window_records_keys_clicks_and_timeouts(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # The real thing: train a tiny run, serve it, take the test in headless Chromium
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """(data folder, checkpoints folder) of a 1-step run; the test split has classes red/ and blue/."""
-    root = tmp_path_factory.mktemp("turing")
-    rng = np.random.default_rng(0)
-    for folder, n in (("train/x", 4), ("train/y", 4), ("test/red", 3), ("test/blue", 3)):
-        (root / "data" / folder).mkdir(parents=True)
-        for i in range(n):
-            y, x = np.mgrid[0:32, 0:32]
-            image = (rng.integers(0, 256, 3) + np.dstack([x * 4, y * 4, (x + y) * 2])) % 256
-            Image.fromarray(image.astype(np.uint8)).save(root / "data" / folder / f"{i}.png")
-    subprocess.run([sys.executable, "train.py", "--dataset", "cifar10", "--dataset-path", str(root / "data"),
-                    "--checkpoints-path", str(root / "ckpt"), "--name", "run", "--batch-size", "4",
-                    "--max-steps", "1", "--validate", "false", "--sample-size", "2"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
-    return root / "data", root / "ckpt"
-
-
 def summary_line(text, name):
     """The numbers of one line of the summary table."""
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
@@ -365,15 +421,19 @@ def expected_line(rows):
         mid, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
         return [100 * max(0, (mid - half) / (1 + z * z / n)), 100 * min(1, (mid + half) / (1 + z * z / n))]
 
+    if not a:  # a class whose only trial went unanswered
+        return [n, a, k]
     return [n, a, k, 100 * k / n, *wilson(k, n), 100 * k / a, *wilson(k, a),
             sum(r["response_s"] for r in answered) / a]
 
 
-def test_a_session_in_headless_chromium(trained_run, tmp_path):
+def test_a_session_in_headless_chromium(trained, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     assert os.path.exists(CHROMIUM), "apt-get install chromium (see .ci/run)"
-    data, checkpoints = trained_run
+    data, checkpoints = trained / "data", trained / "runs"
+    # the 6 trials: 6 of the 12 test images, spread evenly (every other one), in CIFAR-10 class folders
+    classes = sorted(pathlib.Path(p).parent.name for p in list_images(str(data / "test"))[::2])
     results = tmp_path / "results.jsonl"
     server = subprocess.Popen(
         [sys.executable, "test_turing.py", "--checkpoints-path", str(checkpoints), "--name", "run",
@@ -420,9 +480,9 @@ def test_a_session_in_headless_chromium(trained_run, tmp_path):
     for row in rows:
         assert set(turing.ROW_TYPES) <= set(row) and row["participant"] == "tester" and row["delay"] == 1
         assert row["real_side"] in turing.SIDES and row["fooled"] == (row["choice"] not in (None, row["real_side"]))
-        assert row["class"] in ("red", "blue") and row["image"].startswith("test")
+        assert row["class"] in classes and row["image"].startswith("test")
         assert (row["response_s"] >= 1.0) if row["choice"] is None else (row["response_s"] < 1.0 + turing.GRACE)
-    assert sorted(r["class"] for r in rows) == ["blue"] * 3 + ["red"] * 3
+    assert sorted(r["class"] for r in rows) == classes
     assert len({r["image"] for r in rows}) == 6
 
     # What the browser got: opaque names and images of one byte size, real and colourised alike.
@@ -432,10 +492,12 @@ def test_a_session_in_headless_chromium(trained_run, tmp_path):
 
     summary = subprocess.run([sys.executable, "test_turing.py", "--summarize", str(results)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=True).stdout
-    for text in (summary, page_summary, "".join(out)):  # --summarize, the page and the server agree
+    # the participant's page reveals nothing about which side was real: the figures are the experimenter's
+    assert page_summary == "6 answers recorded. The results are with the experimenter."
+    for text in (summary, "".join(out)):  # --summarize and the server agree
         assert summary_line(text, "all") == pytest.approx(expected_line(rows), abs=0.051)
         assert summary_line(text, "participant tester") == summary_line(text, "all")
-        for label in ("red", "blue"):
+        for label in set(classes):
             group = [r for r in rows if r["class"] == label]
             assert summary_line(text, "class " + label)[:3] == expected_line(group)[:3]
     assert "tester finished" in "".join(out)

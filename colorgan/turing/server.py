@@ -1,10 +1,12 @@
 """The web page of the visual Turing test and its server (standard library only): several people
 can take the test at once; the browser learns nothing about which image is real."""
+import ipaddress
 import json
 import os
 import pathlib
 import re
 import secrets
+import socket
 import sys
 import time
 import webbrowser
@@ -12,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 from colorgan.config import UserError
-from colorgan.turing.stats import format_summary, read_results, report
+from colorgan.turing.stats import read_results, report
 from colorgan.turing.trials import SIDES, Rejected, TuringTest
 
 NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control characters
@@ -36,6 +38,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if not self._host_allowed():
+            return
         path = self.path.split("?", 1)[0]
         if path == "/":
             return self._send(200, PAGE, "text/html; charset=utf-8")
@@ -46,6 +50,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send_error(404, "not found")
 
     def do_POST(self):
+        if not self._host_allowed():
+            return
         route = {"/api/start": self._start, "/api/next": self._next, "/api/answer": self._answer}.get(self.path)
         try:
             if route is None:
@@ -53,7 +59,20 @@ class Handler(BaseHTTPRequestHandler):
             reply = route(self._body())
         except Rejected as error:
             return self._send_error(error.status, str(error))
+        except Exception as error:  # a bug must still get the client an answer, and the terminal a line
+            print(f"error: {self.path}: {type(error).__name__}: {error}", flush=True)
+            return self._send_error(500, "internal error")
         self._send(200, json.dumps(reply).encode(), "application/json")
+
+    def _host_allowed(self) -> bool:
+        """Answer only requests addressed to this server: against DNS rebinding, a page elsewhere whose
+        domain name comes to point at 127.0.0.1 sends its own name in Host, not ours."""
+        host, _, port = (self.headers.get("Host") or "").rpartition(":")
+        host = host.strip("[]").lower()
+        if port == str(self.server.server_address[1]) and (host in self.server.names or _is_ip(host)):
+            return True
+        self._send_error(421, "this server answers only to its own address")
+        return False
 
     def _body(self) -> dict:
         # Only JSON: a page on another site cannot post it without a CORS preflight, which we refuse.
@@ -91,6 +110,8 @@ class Handler(BaseHTTPRequestHandler):
         if not NAME.fullmatch(name):
             raise Rejected(400, "a name has 1-40 letters, digits, spaces or . _ @ -")
         given = body.get("token")
+        if given is not None and not isinstance(given, str):
+            raise Rejected(400, "token must be a string")
         token, seen = self.server.last_seen.get(name, (None, -ACTIVE_S))
         if token != given and time.monotonic() - seen < ACTIVE_S:
             raise Rejected(409, f"someone is taking the test as {name!r} now: choose another name")
@@ -107,8 +128,10 @@ class Handler(BaseHTTPRequestHandler):
         trial = self.server.test.next_trial(participant)
         if trial is None:
             self.server.finished(participant)
-            rows = [r for r in read_results([self.server.test.path]) if r["participant"] == participant]
-            return {"done": True, "summary": format_summary(rows)}
+            # Nothing about which side was real: others (or they, under another name) may still take
+            # trials of the same images. The figures are the experimenter's (terminal, --summarize).
+            answered = sum(r["participant"] == participant for r in read_results([self.server.test.path]))
+            return {"done": True, "summary": f"{answered} answers recorded. The results are with the experimenter."}
         return {"trial": trial.id, "number": trial.number, "total": trial.total, "delay": self.server.test.delay,
                 "left": "/img/" + trial.images["left"], "right": "/img/" + trial.images["right"]}
 
@@ -138,9 +161,12 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C must not wait for a browser's open connection
+    request_queue_size = 128  # the listen backlog: a class of 30 opening the link at once all get in
 
     def __init__(self, test: TuringTest, host: str, port: int, on_finish=None):
         super().__init__((host, port), Handler)
+        # the names a participant's browser may use for this server (IP literals are always fine)
+        self.names = {"localhost", host.lower(), socket.gethostname().lower(), socket.getfqdn().lower()}
         self.test, self.sessions, self.on_finish, self.done = test, {}, on_finish, set()
         self.last_seen = {}  # participant -> (token, time of their last request)
 
@@ -150,6 +176,14 @@ class Server(ThreadingHTTPServer):
             self.done.add(participant)
         if first and self.on_finish:
             self.on_finish(participant)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def serve(test: TuringTest, host: str = "127.0.0.1", port: int = 8000, participant: str = "",

@@ -111,9 +111,10 @@ class TuringTest:
             for row in read_results([results_path]):
                 self.done.setdefault(row["participant"], set()).add(row["image"])
         os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
-        self.file = open(results_path, "ab")
+        # Unbuffered: a write that fails leaves no bytes behind to be flushed with a later row.
+        self.file = open(results_path, "ab", buffering=0)
         if self.file.tell() and not _ends_with_newline(results_path):
-            self.file.write(b"\n")  # a crash mid-row left a partial line: start a fresh one
+            self._append(b"\n")  # a crash mid-row left a partial line: start a fresh one
 
     def close(self):
         self.file.close()
@@ -182,13 +183,29 @@ class TuringTest:
                "client_s": None if client_s is None else round(client_s, 3), "late": late,
                "delay": self.delay, "model": self.model,
                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
-        self.file.write((json.dumps(row) + "\n").encode())
-        self.file.flush()
-        os.fsync(self.file.fileno())  # on disk before the participant sees the next pair
+        try:
+            self._append((json.dumps(row) + "\n").encode())
+        except OSError as error:  # the trial stays open: the participant's retry records it once
+            raise Rejected(503, f"the answer could not be saved ({error.strerror or error}); try again") from None
         trial.answered = True
         del self.pending[trial.participant]
         self.done.setdefault(trial.participant, set()).add(trial.item.key)
         return row
+
+    def _append(self, data: bytes):
+        """Append data whole and on disk (fsync) before anyone sees the next pair, or not at all."""
+        start = os.fstat(self.file.fileno()).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += self.file.write(data[written:])
+            os.fsync(self.file.fileno())
+        except OSError:
+            try:
+                os.ftruncate(self.file.fileno(), start)  # a part-written row must not stay
+            except OSError:
+                pass
+            raise
 
 
 def _ends_with_newline(path: str) -> bool:
