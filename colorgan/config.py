@@ -15,7 +15,7 @@ from colorgan.files import write_text
 
 MODELS = ("gan", "unet", "encoder-decoder")
 # The settings that make a run's networks: no command may change them on an existing run.
-ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone", "width")
+ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone", "width", "spectral_norm")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
@@ -41,7 +41,9 @@ class Config:
     image_size: int = _opt(256, "training/test image side in pixels")
     epochs: int = _opt(30, "epochs to train")
     max_steps: int = _opt(0, "stop after this many training iterations in total (0: no limit)")
-    lr: float = _opt(3e-4, "generator learning rate (the discriminator's is lr / 10)")
+    lr: float = _opt(3e-4, "generator learning rate (the discriminator's is lr x --disc-lr-ratio)")
+    disc_lr_ratio: float = _opt(0.1, "the discriminator's learning rate as a fraction of --lr (the paper: 0.1; "
+                                "two time-scale rules give D more than G)")
     lr_decay: bool = _opt(True, "decay the learning rate exponentially")
     lr_decay_rate: float = _opt(0.1, "learning-rate decay factor per --lr-decay-steps")
     lr_decay_steps: float = _opt(5e5, "steps over which the learning rate decays by --lr-decay-rate (floor 1e-6)")
@@ -66,8 +68,13 @@ class Config:
                                 choices=("auto", "off", "float16", "bfloat16"))
     jit_compile: bool = _opt(False, "compile the train step with XLA (slower on CPU, see bench/README.md)")
     sync_batchnorm: bool = _opt(False, "synchronise BatchNorm statistics across devices")
+    spectral_norm: bool = _opt(False, "spectral normalisation of every discriminator convolution (Miyato et al. 2018)")
     keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep")
     l1_weight: float = _opt(100.0, "weight of the L1 loss in the generator loss")
+    rebalance: float = _opt(0.0, "colour-rebalanced L1 (Zhang et al. 2016): rare ab colours weigh more, by the "
+                            "training split's histogram; the strength lambda of their eq. 4 (0: off, 0.5 theirs)")
+    ema: float = _opt(0.0, "decay per step of an exponential moving average of the generator's weights, which "
+                      "samples, validation and export use (Yazici et al. 2019; 0: off, 0.999 typical)")
     augment: bool = _opt(True, "random crop and horizontal flip of training images")
     label_smoothing: bool = _opt(False, "one-sided label smoothing (real labels 0.9)")
     acc_thresh: float = _opt(2.0, "accuracy threshold eps in CIELAB units (the paper's metric)")
@@ -156,6 +163,8 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
         raise UserError(f"--name must be one folder name (inside --checkpoints-path), not {config.name!r}")
     if config.generator_output == "ab" and config.color_space != "lab":
         raise UserError("--generator-output ab needs --color-space lab")
+    if config.rebalance and config.color_space != "lab":
+        raise UserError("--rebalance weighs ab colours: it needs --color-space lab")
     if config.gan_loss == "hinge" and config.label_smoothing:
         raise UserError("--gan-loss hinge has no labels to smooth: leave out --label-smoothing")
     if config.model == "unet" and config.pretrain_discriminator_epochs:
@@ -180,7 +189,10 @@ RANGES = {
     **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh"), POSITIVE),
     "lr": (lambda v: 0 < v <= 1, "must be positive and at most 1"),
     "width": (lambda v: 0 < v <= 8, "must be positive and at most 8"),
+    "disc_lr_ratio": (lambda v: 0 < v <= 100, "must be positive and at most 100"),
     "beta1": (lambda v: 0 <= v < 1, "must be at least 0 and below 1"),
+    "ema": (lambda v: 0 <= v < 1, "must be at least 0 and below 1"),
+    "rebalance": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
 }
 
 

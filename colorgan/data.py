@@ -507,6 +507,19 @@ def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputConte
                         batches=(steps - done) * (share // per_replica), batch_size=per_replica)
 
 
+def ab_histogram(config: Config, images: int = 4096) -> tuple[np.ndarray, int]:
+    """(counts (AB_BINS, AB_BINS) of the training pixels' a and b, images counted): the first
+    images of epoch 0, as training sees them."""
+    from colorgan.losses import AB_BIN, AB_BINS
+    edges = np.linspace(-AB_BIN * AB_BINS / 2, AB_BIN * AB_BINS / 2, AB_BINS + 1)
+    counts, seen = np.zeros((AB_BINS, AB_BINS)), 0
+    for _, colour in make_dataset(config, "train", 0).unbatch().take(images).batch(256):
+        ab = colour.numpy()[..., 1:].reshape(-1, 2) * color.AB_SCALE
+        counts += np.histogram2d(ab[:, 0], ab[:, 1], bins=[edges, edges])[0]
+        seen += len(colour)
+    return counts, seen
+
+
 def check_not_empty(batches: int, skipped: Skipped, config: Config, split: str) -> None:
     """After an epoch: a source whose every image was left out is an error, not a silent no-op."""
     if batches == 0:

@@ -4,9 +4,12 @@ Every loss is first reduced to one value per example (mean over its patches or p
 averaged with tf.nn.compute_average_loss, so under tf.distribute the sum over replicas is the
 mean over the global batch. Everything is computed in float32, whatever the model's policy.
 """
+import numpy as np
+
 import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import tensorflow as tf
 
+from colorgan import color
 from colorgan.config import GAN_LOSSES
 
 
@@ -54,12 +57,43 @@ def discriminator_loss(real_logits, fake_logits, label_smoothing: bool = False, 
     return {"real": real, "fake": fake, "total": real + fake}
 
 
-def l1_loss(fake, real, global_batch_size=None):
-    """Batch average of the per-example mean absolute difference."""
-    return _mean(tf.abs(tf.cast(fake, tf.float32) - tf.cast(real, tf.float32)), global_batch_size)
+def l1_loss(fake, real, global_batch_size=None, pixel_weights=None):
+    """Batch average of the per-example mean absolute difference; pixel_weights (bs, H, W, 1), if
+    given, weigh each pixel's difference (colour rebalancing)."""
+    diff = tf.abs(tf.cast(fake, tf.float32) - tf.cast(real, tf.float32))
+    return _mean(diff if pixel_weights is None else diff * pixel_weights, global_batch_size)
 
 
-def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=None, kind: str = "bce") -> dict:
+AB_BIN = 10.0  # CIELAB units per side of a rebalancing bin (Zhang et al. 2016 use 10)
+AB_BINS = 22  # bins per axis, covering a and b in [-110, 110]
+
+
+def rebalancing_table(histogram, strength: float, sigma_bins: float = 0.5):
+    """Weights (AB_BINS, AB_BINS) of each ab bin against the pull to the common colours (Zhang,
+    Isola & Efros 2016, eq. 4): w ~ ((1 - strength) p + strength / Q)^-1, p the training pixels'
+    ab distribution smoothed by a Gaussian of sigma_bins bins, Q the bins with any pixel, scaled
+    so that the expected weight of a training pixel is 1."""
+    p = np.asarray(histogram, np.float64)
+    p = p / p.sum()
+    k = np.arange(-3, 4)
+    kernel = np.exp(-0.5 * (k / sigma_bins) ** 2)
+    kernel /= kernel.sum()
+    smooth = np.apply_along_axis(lambda r: np.convolve(r, kernel, "same"), 0, p)
+    smooth = np.apply_along_axis(lambda r: np.convolve(r, kernel, "same"), 1, smooth)
+    seen = p > 0
+    weights = np.where(seen, 1.0 / ((1 - strength) * smooth + strength / seen.sum()), 0.0)
+    return weights / np.sum(p * weights)
+
+
+def pixel_weights(colour, table):
+    """The rebalancing weight (bs, H, W, 1) of each pixel of normalised Lab colours (bs, H, W, 3)."""
+    ab = tf.cast(colour[..., 1:], tf.float32) * color.AB_SCALE  # CIELAB units
+    index = tf.clip_by_value(tf.cast(tf.floor((ab + 110.0) / AB_BIN), tf.int32), 0, AB_BINS - 1)
+    return tf.gather_nd(tf.cast(table, tf.float32), index)[..., None]
+
+
+def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=None, kind: str = "bce",
+                   pixel_weights=None) -> dict:
     """G loss: fool D plus l1_weight times the L1 distance to the true colours.
 
     Fooling D means fake patches -> 1 for "bce" and "lsgan" (0.5 (D(fake) - 1)^2), and a high
@@ -74,5 +108,5 @@ def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=
         gan = _mean(-fake_logits, global_batch_size)
     else:
         raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
-    l1 = l1_loss(fake, real, global_batch_size)
+    l1 = l1_loss(fake, real, global_batch_size, pixel_weights)
     return {"gan": gan, "l1": l1, "total": gan + l1_weight * l1}

@@ -56,10 +56,12 @@ def total_stride(dataset="cifar10", model="gan", backbone="none"):
     return stride
 
 
-def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync=False):
-    """4x4 conv (or transposed conv) -> optional BatchNorm -> LeakyReLU(0.2) or ReLU."""
-    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
-    x = conv(filters, 4, strides, padding="same", kernel_initializer=_INIT, name=name)(x)
+def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync=False, spectral=False):
+    """4x4 conv (or transposed conv, or spectrally normalised conv) -> optional BatchNorm ->
+    LeakyReLU(0.2) or ReLU."""
+    conv = (layers.Conv2DTranspose if transpose else layers.Conv2D)(filters, 4, strides, padding="same",
+                                                                    kernel_initializer=_INIT, name=name)
+    x = (layers.SpectralNormalization(conv, name=name + "_sn") if spectral else conv)(x)
     if bn:
         x = layers.BatchNormalization(synchronized=sync, name=name + "_bn")(x)
     return layers.LeakyReLU(0.2, name=name + "_act")(x) if leaky else layers.ReLU(name=name + "_act")(x)
@@ -193,17 +195,23 @@ def rebuild(build, source: keras.Model, policy: str = "float32") -> keras.Model:
 
 
 def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
-                        width: float = 1.0) -> keras.Model:
-    """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1)."""
+                        width: float = 1.0, spectral_norm: bool = False) -> keras.Model:
+    """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1).
+
+    spectral_norm: every convolution's kernel divided by its largest singular value (one power
+    iteration per training step; Miyato et al. 2018), the BatchNorm layers kept."""
     _arch(dataset)  # validates the name; both datasets share one discriminator
     image = keras.Input((None, None, in_channels), name="gray_color")
     x = image
     for i, (filters, strides) in enumerate(_DISCRIMINATOR):
         # no BatchNorm on the first layer (DCGAN practice, and the authors' code)
-        x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
+        x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm,
+                   spectral=spectral_norm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
     # raw logits (the losses apply the sigmoid), float32 under mixed precision
-    logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT,
-                           dtype="float32", name="logits")(x)  # (bs, H/8, W/8, 1)
+    logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT, dtype="float32", name="logits")
+    if spectral_norm:
+        logits = layers.SpectralNormalization(logits, dtype="float32", name="logits_sn")
+    logits = logits(x)  # (bs, H/8, W/8, 1)
     return keras.Model(image, logits, name=f"discriminator_{dataset}")
 
 

@@ -213,9 +213,10 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
 
 
 def architecture(config: Config) -> str:
-    """The networks a checkpoint holds, as flags; --width only where it is not the paper's, as
-    checkpoints recorded it before the flag existed."""
-    names = [n for n in ARCHITECTURE if n != "width" or config.width != 1.0]
+    """The networks a checkpoint holds, as flags; the later ones (--width, --spectral-norm) only
+    where they are not the paper's, as checkpoints recorded them before those flags existed."""
+    later = {"width": 1.0, "spectral_norm": False}
+    names = [n for n in ARCHITECTURE if n not in later or getattr(config, n) != later[n]]
     return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in names)
 
 
@@ -249,6 +250,8 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
                                     "Use another --name, or the same settings to resume.")
         else:
             del objects["architecture"]  # written before colorgan recorded it
+        if "generator_ema" in objects and not any(n.startswith("generator_ema/") for n in names):
+            del objects["generator_ema"]  # --ema turned on for a run without it: the average starts here
         try:
             # partial: it may hold more (the data iterator, the preemption handler's count)
             restore(tf.train.Checkpoint(**objects), path, partial=True)
@@ -257,6 +260,8 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
             continue
         for problem in problems:
             print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
+        if run.generator_ema is not None and "generator_ema" not in objects:
+            run.generator_ema.set_weights([w.numpy() for w in run.generator.weights])
         return path
     if problems:
         raise TrainingError("no checkpoint could be restored: " + "; ".join(problems))

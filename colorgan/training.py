@@ -62,8 +62,8 @@ def precision_policy(config: Config) -> tuple[str, str]:
 
 
 def learning_rate(config: Config, step, scale: float = 1.0):
-    """lr * rate^(step / decay_steps) floored at 1e-6, then times scale (the discriminator's 1/10,
-    so its floor is 1e-7), as the authors decay it."""
+    """lr * rate^(step / decay_steps) floored at 1e-6, then times scale (the discriminator's
+    --disc-lr-ratio, the authors' 1/10, so its floor is 1e-7), as the authors decay it."""
     if not config.lr_decay:
         return tf.constant(config.lr * scale, tf.float32)
     decayed = config.lr * tf.pow(config.lr_decay_rate, tf.cast(step, tf.float32) / config.lr_decay_steps)
@@ -84,15 +84,20 @@ class Run:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             self.generator = models.generator_for(config, pretrained)
+            # --ema: an exponential moving average of G's weights, what samples, validation and export use
+            self.generator_ema = None
+            if config.ema:
+                self.generator_ema = models.generator_for(config, pretrained=False)
+                self.generator_ema.set_weights([w.numpy() for w in self.generator.weights])
             self.discriminator = None if config.model == "unet" else models.build_discriminator(
-                config.dataset, 4, config.sync_batchnorm, config.width)
+                config.dataset, 4, config.sync_batchnorm, config.width, config.spectral_norm)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
             self.first_bad_step = tf.Variable(0, dtype=tf.int64, trainable=False)  # not saved: 0 = none yet
             self.gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, self.step), beta_1=config.beta1)
             self.disc_opt = None if self.discriminator is None else keras.optimizers.Adam(
-                lambda: learning_rate(config, self.step, 0.1), beta_1=config.beta1)
+                lambda: learning_rate(config, self.step, config.disc_lr_ratio), beta_1=config.beta1)
             if policy == "mixed_float16":
                 self.gen_opt = keras.optimizers.LossScaleOptimizer(self.gen_opt)
                 if self.disc_opt is not None:
@@ -109,12 +114,31 @@ class Run:
         self.rng = [layer.seed_generator.state for layer in self.generator.layers
                     if isinstance(layer, keras.layers.Dropout)]
         self.policy = policy
+        # --rebalance: a weight per ab bin from the training split's colours (Zhang et al. 2016)
+        self.ab_table, self.rebalanced_images = None, 0
+        if config.rebalance:
+            histogram, self.rebalanced_images = data.ab_histogram(config)
+            self.ab_table = tf.constant(losses.rebalancing_table(histogram, config.rebalance), tf.float32)
 
     def state(self, **extra) -> dict:
-        state = dict(generator=self.generator, discriminator=self.discriminator, gen_opt=self.gen_opt,
-                     disc_opt=self.disc_opt, step=self.step, epoch=self.epoch, epoch_step=self.epoch_step,
-                     rng=self.rng, architecture=self.architecture, **extra)
-        return {k: v for k, v in state.items() if v is not None}  # --model unet has no discriminator
+        state = dict(generator=self.generator, generator_ema=self.generator_ema, discriminator=self.discriminator,
+                     gen_opt=self.gen_opt, disc_opt=self.disc_opt, step=self.step, epoch=self.epoch,
+                     epoch_step=self.epoch_step, rng=self.rng, architecture=self.architecture, **extra)
+        return {k: v for k, v in state.items() if v is not None}  # no discriminator for --model unet, ...
+
+    @property
+    def inference_generator(self) -> keras.Model:
+        """The generator that samples, validation and export use: the average with --ema."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    def _average(self):
+        """After a step (cross-replica): ema = d ema + (1 - d) G for the weights, BatchNorm's moving
+        statistics copied (export re-estimates them anyway)."""
+        d = self.config.ema
+        for e, w in zip(self.generator_ema.trainable_variables, self.generator.trainable_variables):
+            e.assign(d * e + (1.0 - d) * tf.cast(w, e.dtype))
+        for e, w in zip(self.generator_ema.non_trainable_variables, self.generator.non_trainable_variables):
+            e.assign(w)
 
     def checkpoint_bytes(self) -> int:
         """About what a checkpoint takes on disk: the networks' and the optimisers' variables."""
@@ -143,16 +167,19 @@ class Run:
         return losses.discriminator_loss(real_logits, fake_logits, self.config.label_smoothing, batch,
                                          self.config.gan_loss)
 
+    def _pixel_weights(self, colour):
+        return None if self.ab_table is None else losses.pixel_weights(colour, self.ab_table)
+
     def _generator_loss(self, gray, colour, fake, batch, training=True) -> dict:
         return losses.generator_loss(self._discriminate(gray, fake, training), fake, colour, self.config.l1_weight,
-                                     batch, self.config.gan_loss)
+                                     batch, self.config.gan_loss, self._pixel_weights(colour) if training else None)
 
     def replica_generator_step(self, gray, colour):
         """The generator alone, L1 only: the paper's U-Net baseline and NoGAN's first phase."""
         config, G = self.config, self.generator
         with tf.GradientTape() as tape:
             fake = models.colorize(G, gray, config.generator_output, training=True)  # (bs, H, W, 3)
-            l1 = losses.l1_loss(fake, colour, config.batch_size)
+            l1 = losses.l1_loss(fake, colour, config.batch_size, self._pixel_weights(colour))
             loss = config.l1_weight * l1
         self._update(self.gen_opt, loss, tape, G.trainable_variables)
         return dict(gen_loss=loss, gen_l1=l1, accuracy=self._accuracy(colour, fake))
@@ -196,7 +223,7 @@ class Run:
         dropout): summed over replicas and divided by the count, they are means over the test split."""
         config = self.config
         n = tf.shape(gray)[0]  # the losses' mean over this replica's batch, not a share of a global batch
-        fake = models.colorize(self.generator, gray, config.generator_output, training=False)
+        fake = models.colorize(self.inference_generator, gray, config.generator_output, training=False)
         l1 = losses.l1_loss(fake, colour, n)
         values = dict(gen_loss=config.l1_weight * l1, gen_l1=l1,
                       accuracy=metrics.pixel_accuracy(colour, fake, config.color_space, config.acc_thresh))
@@ -210,9 +237,11 @@ class Run:
 
     def compile(self):
         """tf.functions that run a step on every replica and reduce the results."""
-        def distributed(fn, counts=True):
+        def distributed(fn, counts=True, averages=False):
             def run(batch):
                 results = self.strategy.run(fn, args=batch)
+                if averages and self.generator_ema is not None:
+                    self._average()
                 values = {k: self.strategy.reduce("SUM", v, axis=None) for k, v in results.items()}
                 if counts:  # on the device: the loop reads them back only when it logs or saves
                     step = self.step.assign_add(1)
@@ -221,7 +250,8 @@ class Run:
                     self.first_bad_step.assign(tf.where(finite | (self.first_bad_step > 0), self.first_bad_step, step))
                 return values
             return tf.function(run, jit_compile=self.config.jit_compile or None)
-        self.train_steps = {"generator": distributed(self.replica_generator_step), "gan": distributed(self.replica_step)}
+        self.train_steps = {"generator": distributed(self.replica_generator_step, averages=True),
+                            "gan": distributed(self.replica_step, averages=True)}
         if self.discriminator is not None:
             self.train_steps["discriminator"] = distributed(self.replica_discriminator_step)
         self.train_step = self.train_steps["generator" if self.discriminator is None else "gan"]
@@ -261,6 +291,10 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     run.compile()
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy} ({run.policy_reason}), "
           f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
+    if run.ab_table is not None:
+        used = run.ab_table.numpy()[run.ab_table.numpy() > 0]
+        print(f"colour rebalancing: ab weights {used.min():.2f}-{used.max():.2f} from {run.rebalanced_images} "
+              "training images")
 
     latest = resume.restore_newest(run, os.path.join(config.run_dir, "checkpoints"))  # all but the data iterator
     if latest:
@@ -413,7 +447,7 @@ def _progress(values: dict) -> str:
 def write_samples(run: Run, samples, run_dir: str, writer) -> str:
     """A sample grid (gray | original | colourised) of fixed test images, as PNG and in TensorBoard."""
     gray, colour = samples
-    fake = models.colorize(run.generator, gray, run.config.generator_output, training=False)
+    fake = models.colorize(run.inference_generator, gray, run.config.generator_output, training=False)
     to_rgb = lambda x: color.to_uint8(color.postprocess(x, run.config.color_space)).numpy()  # noqa: E731
     gray_rgb = color.to_uint8((tf.cast(gray, tf.float32) + 1) / 2).numpy()
     step = int(run.step.numpy())
@@ -454,7 +488,7 @@ def export(run: Run, run_dir: str) -> str:
     path = os.path.join(run_dir, "generator.keras")
     # float32 (saved layers keep their policy: float32 runs anywhere), and a copy: training resumes
     # with its own BatchNorm averages
-    generator = models.rebuild(lambda: models.generator_for(run.config, pretrained=False), run.generator)
+    generator = models.rebuild(lambda: models.generator_for(run.config, pretrained=False), run.inference_generator)
     pixels = run.config.image_size ** 2
     images = max(BN_ESTIMATE_MIN_IMAGES, BN_ESTIMATE_PIXELS // pixels)
     grays = data.make_dataset(run.config, "train", epoch=int(run.epoch.numpy())).map(lambda gray, _: gray)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from colorgan import losses
 from colorgan.losses import discriminator_loss, generator_loss
 
 
@@ -116,3 +117,33 @@ def test_hinge_losses_by_hand():
         discriminator_loss(REAL, FAKE, label_smoothing=True, kind="hinge")
     with pytest.raises(ValueError, match="unknown GAN loss"):
         generator_loss(FAKE, FAKE, FAKE, 1.0, kind="wgan")
+
+
+def test_rebalancing_weighs_the_rare_training_colours_up(tmp_path):
+    from PIL import Image
+
+    from colorgan import color, config, data, training
+    red, blue = (200, 30, 30), (30, 30, 200)
+    for split, n in (("train", 8), ("test", 2)):  # red images, two of them with a blue corner
+        (tmp_path / split).mkdir()
+        for i in range(n):
+            rgb = np.zeros((32, 32, 3), np.uint8) + np.array(red, np.uint8)
+            rgb[:8, :8] = blue if i < 2 else red
+            Image.fromarray(rgb).save(tmp_path / split / f"{i}.png")
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(tmp_path), batch_size=4, width=0.125,
+                             mixed_precision="off", rebalance=0.5)
+    histogram, images = data.ab_histogram(cfg)
+    assert images == 8 and histogram.sum() == 8 * 32 * 32
+    table = losses.rebalancing_table(histogram, 0.5)
+    p = histogram / histogram.sum()
+    assert np.sum(p * table) == pytest.approx(1.0)  # a training pixel's expected weight
+    lab = lambda rgb: color.normalize_lab(color.rgb_to_lab(np.array([[[rgb]]], np.float32) / 255))  # noqa: E731
+    w_red, w_blue = (float(np.squeeze(losses.pixel_weights(lab(c), table))) for c in (red, blue))
+    assert w_blue > 1 > w_red and w_blue > 2 * w_red  # 128 blue pixels against 8,064 red ones
+    run = training.Run(cfg, tf.distribute.get_strategy())  # the table the generator's L1 is weighed by
+    np.testing.assert_allclose(run.ab_table.numpy(), table, rtol=1e-6)
+    assert training.Run(config.make_config(dataset="cifar10", width=0.125), tf.distribute.get_strategy()).ab_table is None
+    # the weighted L1 by hand: each pixel's |difference| times its weight, per example, then the batch mean
+    fake, real = tf.zeros((2, 2, 2, 3)), tf.ones((2, 2, 2, 3))
+    weights = tf.constant([1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 8.0], shape=(2, 2, 2, 1))
+    assert float(losses.l1_loss(fake, real, 2, weights)) == pytest.approx(((1 + 2 + 3 + 4) / 4 + 8 / 4) / 2)

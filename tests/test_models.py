@@ -117,3 +117,18 @@ def test_width_scales_the_channels_of_every_layer():
     assert filters(build_generator("cifar10", width=0.25)) == [16, 32, 64, 128, 128, 128, 64, 32, 16, 3]
     assert filters(build_generator("cifar10")) == [64, 128, 256, 512, 512, 512, 256, 128, 64, 3]
     assert filters(build_discriminator("cifar10", width=0.25)) == [16, 32, 64, 128, 1]
+
+
+def test_spectral_norm_bounds_every_discriminator_kernel():
+    def top_singular_values(model):
+        kernels = [l.layer.kernel for l in model.layers if isinstance(l, keras.layers.SpectralNormalization)]
+        return [np.linalg.svd(keras.ops.convert_to_numpy(k).reshape(-1, k.shape[-1]), compute_uv=False)[0]
+                for k in kernels]
+
+    normalised = build_discriminator("cifar10", width=0.125, spectral_norm=True)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 4)).astype("float32")
+    for _ in range(30):  # one power iteration per training call
+        normalised(x, training=True)
+    sigmas = top_singular_values(normalised)
+    assert len(sigmas) == 5 and np.allclose(sigmas, 1.0, atol=0.05), sigmas
+    assert not top_singular_values(build_discriminator("cifar10", width=0.125))  # the paper's: none

@@ -111,6 +111,23 @@ def test_learning_rates_follow_the_authors_schedule(dataset):
         assert float(training.learning_rate(cfg, step, 0.1)) == pytest.approx(disc_rate, rel=1e-4), step
 
 
+def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_train_together():
+    for ratio in (0.1, 1.0, 4.0):
+        recipe = dict(spectral_norm=True, rebalance=0.5, ema=0.9) if ratio == 4.0 else {}
+        cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), width=0.125, disc_lr_ratio=ratio,
+                                 mixed_precision="off", batch_size=4, **recipe)
+        run = training.Run(cfg, tf.distribute.get_strategy())
+        assert float(run.disc_opt.learning_rate) == pytest.approx(3e-4 * ratio, rel=1e-6)
+        assert float(run.gen_opt.learning_rate) == pytest.approx(3e-4, rel=1e-6)
+    run.compile()
+    sn = [l for l in run.discriminator.layers if isinstance(l, keras.layers.SpectralNormalization)]
+    before = [l.vector_u.numpy() for l in sn]
+    values = run.train_step(next(iter(data.make_dataset(cfg, "train"))))
+    assert len(sn) == 5 and all(np.isfinite(float(v)) for v in values.values())
+    assert all(not np.array_equal(b, l.vector_u.numpy()) for b, l in zip(before, sn))  # its power iteration ran
+    assert run.ab_table is not None and run.inference_generator is run.generator_ema
+
+
 def test_auto_precision_follows_the_device(monkeypatch):
     cfg = config.make_config()
     monkeypatch.setattr(training, "cpu_bfloat16_flags", lambda: ["avx512_bf16"])
@@ -462,3 +479,29 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder,
     assert re.search(r"[\d.]+ MB free, a checkpoint takes [\d.]+ MB\. The last good checkpoint is .*ckpt-1", message)
     assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == good  # no ckpt-2_temp, ckpt-1 as it was
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+
+
+def test_ema_averages_the_generator_and_is_what_export_saves(tiny_folder, tmp_path, capsys):
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(tiny_folder), batch_size=4, width=0.125,
+                             mixed_precision="off", model="unet", ema=0.5)  # one G update a step
+    run = training.Run(cfg, tf.distribute.get_strategy())
+    run.compile()
+    weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
+    average = weights(run.generator)  # the average starts at the initial weights
+    assert all(np.array_equal(a, b) for a, b in zip(average, weights(run.generator_ema)))
+    for batch in data.make_dataset(cfg, "train").take(3):
+        run.train_step(batch)
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights(run.generator))]  # by hand
+    for by_hand, kept in zip(average, weights(run.generator_ema)):
+        np.testing.assert_allclose(kept, by_hand, rtol=1e-5, atol=1e-7)
+    assert not all(np.allclose(a, w) for a, w in zip(average, weights(run.generator)))  # not the raw weights
+    exported = keras.saving.load_model(training.export(run, str(tmp_path)), compile=False)
+    for saved, kept in zip(weights(exported), weights(run.generator_ema)):
+        np.testing.assert_array_equal(saved, kept)
+    # resumed with --ema from a checkpoint without an average: it starts from the restored weights
+    plain = training.Run(dataclasses.replace(cfg, ema=0.0), tf.distribute.get_strategy())
+    plain.generator.trainable_variables[0].assign_add(tf.ones_like(plain.generator.trainable_variables[0]))
+    tf.train.CheckpointManager(tf.train.Checkpoint(**plain.state()), str(tmp_path / "plain"), 1).save(0)
+    again = training.Run(cfg, tf.distribute.get_strategy(), pretrained=False)
+    assert resume.restore_newest(again, str(tmp_path / "plain"))
+    assert all(np.array_equal(a, b) for a, b in zip(weights(plain.generator), weights(again.generator_ema)))
