@@ -124,7 +124,7 @@ class Run:
         state = dict(generator=self.generator, generator_ema=self.generator_ema, discriminator=self.discriminator,
                      gen_opt=self.gen_opt, disc_opt=self.disc_opt, step=self.step, epoch=self.epoch,
                      epoch_step=self.epoch_step, rng=self.rng, architecture=self.architecture, **extra)
-        return {k: v for k, v in state.items() if v is not None}  # no discriminator for --model unet, ...
+        return {k: v for k, v in state.items() if v is not None}  # --model unet: no discriminator; no --ema: no average
 
     @property
     def inference_generator(self) -> keras.Model:

@@ -68,6 +68,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the marks to group
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist, the tests of the `trained` runs go to one worker: built once, not per worker."""
     for item in items:
