@@ -1,7 +1,9 @@
 """Is a trained run really closer to the truth than leaving the image gray? Per-image CIEDE2000 (the
 input's L with the run's a and b, as test_eval.py --test-input colourises) minus gray's, on
 bench/quality.py's test images: the mean difference, its standard error, and the share of images
-where the run is closer.
+where the run is closer; and, paired the same way, whether colorgan's CIFAR-10 network classifies
+each image right in the run's colours and not in gray (the class-accuracy difference and its
+standard error).
 
     python bench/against_gray.py [--runs bench/results/quality/runs/unet-ab ...] [--json OUT]
 """
@@ -15,11 +17,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import quality  # noqa: E402  (its test images, and colorgan on the path)
-from colorgan import color, evaluation, inference  # noqa: E402
+from colorgan import color, evaluation, features, inference  # noqa: E402
 
 
-def per_image_delta_e(batches, colorize) -> np.ndarray:
-    return np.concatenate([evaluation.image_metrics(real, colorize(gray), 2.0)["delta_e"] for gray, real in batches])
+def per_image(batches, colorize, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(CIEDE2000, classified right) of each image colourised by colorize."""
+    delta_e, right = [], []
+    for gray, real in batches:
+        fake = colorize(gray)
+        delta_e.append(evaluation.image_metrics(real, fake, 2.0)["delta_e"])
+        right.append(np.argmax(features.logits_and_features(fake)[0], -1))
+    return np.concatenate(delta_e), np.concatenate(right) == labels
+
+
+def paired(mine: np.ndarray, gray: np.ndarray) -> tuple[float, float]:
+    difference = mine.astype(np.float64) - gray
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
 
 
 def main():
@@ -30,25 +43,27 @@ def main():
     parser.add_argument("--dataset-path", default=os.path.join(quality.ROOT, "..", "shared", "data", "cifar10"))
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    batches, _ = quality.load_test(args)
-    gray = per_image_delta_e(batches, inference.gray_to_rgb)
-    print(f"{len(gray)} test images; gray: mean CIEDE2000 {gray.mean():.2f}\n"
-          "| run | mean dE00 | minus gray | standard error | closer than gray on |\n|---|---|---|---|---|")
+    batches, _, reference = quality.load_test(args)
+    gray, gray_right = per_image(batches, inference.gray_to_rgb, reference["labels"])
+    print(f"{len(gray)} test images; gray: mean CIEDE2000 {gray.mean():.2f}, class accuracy {gray_right.mean():.3f}\n"
+          "| run | mean dE00 | minus gray | standard error | closer than gray on | class acc | minus gray | "
+          "standard error |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for run in args.runs:
         generator, config = inference.load_run(run)
-        mine = per_image_delta_e(batches, lambda g: color.to_uint8(inference.colorize_batch(generator, config, g, True)))
-        difference = mine - gray
-        rows.append(dict(run=os.path.basename(os.path.normpath(run)), mean=float(mine.mean()),
-                         minus_gray=float(difference.mean()),
-                         standard_error=float(difference.std(ddof=1) / np.sqrt(len(difference))),
-                         closer_share=float((difference < 0).mean())))
+        mine, right = per_image(batches, lambda g: color.to_uint8(inference.colorize_batch(generator, config, g, True)),
+                                reference["labels"])
+        (minus_gray, error), (acc_gain, acc_error) = paired(mine, gray), paired(right, gray_right)
+        rows.append(dict(run=os.path.basename(os.path.normpath(run)), mean=float(mine.mean()), minus_gray=minus_gray,
+                         standard_error=error, closer_share=float((mine < gray).mean()), class_acc=float(right.mean()),
+                         class_acc_minus_gray=acc_gain, class_acc_standard_error=acc_error))
         r = rows[-1]
-        print(f"| {r['run']} | {r['mean']:.2f} | {r['minus_gray']:+.2f} | "
-              f"{r['standard_error']:.2f} | {r['closer_share']:.0%} |", flush=True)
+        print(f"| {r['run']} | {r['mean']:.2f} | {r['minus_gray']:+.2f} | {r['standard_error']:.2f} | "
+              f"{r['closer_share']:.0%} | {r['class_acc']:.3f} | {acc_gain:+.3f} | {acc_error:.3f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(test_images=len(gray), gray_mean=float(gray.mean()), runs=rows), f, indent=2)
+            json.dump(dict(test_images=len(gray), gray_mean=float(gray.mean()), gray_class_acc=float(gray_right.mean()),
+                           runs=rows), f, indent=2)
 
 
 if __name__ == "__main__":
