@@ -216,10 +216,11 @@ def main():
                    host=host, batch_size=args.batch_size, train_flags=args.train_flags, methods=list(dict.fromkeys(
                        [*results.get("methods", []), *methods])))
     print(f"{len(reals)} test images; gray baseline: acc@2 {gray['acc@2']:.3f}, dE00 {gray['delta_e']:.2f}")
+    batch_sizes = {name: method_config(args, name, flags, 1).batch_size for name, flags in methods.items()}
     for images in points(args.budget_images):
-        steps = math.ceil(images / args.batch_size)
         column = {"gray": inference.gray_to_rgb(grid_gray), "original": reals[grid]}
         for name, flags in methods.items():
+            steps = math.ceil(images / batch_sizes[name])  # a method's own --batch-size: more steps, same images
             config = train_to(args, name, flags, steps, results)
             if trained_steps(config) != steps:  # an earlier run went past this point: nothing to measure
                 continue
@@ -234,18 +235,19 @@ def main():
                 user = measure(batches, lambda gray: colorize(gray, True), truth, reference)
                 spent = results["spent"][name]
                 results["points"].append(dict(
-                    method=name, flags=" ".join(flags), steps=steps, images=steps * args.batch_size,
+                    method=name, flags=" ".join(flags), steps=steps, images=steps * run_config.batch_size,
                     generator_updates=steps * (1 if run_config.model == "unet" else 2),
                     cpu_minutes=spent["cpu_seconds"] / 60, wall_minutes=spent["wall_seconds"] / 60,
                     batchnorm=REESTIMATED, own_l=own, input_l=user))
                 write_report(args, results)
-                print(f"{name} at {steps * args.batch_size:,} images: acc@2 own L {own['acc@2']:.3f}, "
+                print(f"{name} at {steps * run_config.batch_size:,} images: acc@2 own L {own['acc@2']:.3f}, "
                       f"dE00 input L {user['delta_e']:.2f} (gray {gray['delta_e']:.2f})", flush=True)
             column[name] = colorize(grid_gray, True).numpy()
         if len(column) < len(methods) + 2:  # some generators are past this point: keep its grid as it was
             continue
-        plots.image_grid(column, os.path.join(args.out, "samples", f"images_{steps * args.batch_size:07d}.png"),
-                         title=f"after {steps * args.batch_size:,} training images (input's L)")
+        seen = math.ceil(images / args.batch_size) * args.batch_size
+        plots.image_grid(column, os.path.join(args.out, "samples", f"images_{seen:07d}.png"),
+                         title=f"after {seen:,} training images (input's L)")
     write_report(args, results)
     print(f"wrote {path}")
 
