@@ -70,6 +70,24 @@ def learning_rate(config: Config, step, scale: float = 1.0):
     return tf.maximum(1e-6, decayed) * scale
 
 
+def _apply_if_finite(optimizer, grads, variables):
+    """Apply the update only if every gradient on every replica is finite: otherwise the weights,
+    Adam's moments and its step count stay as they were (the loop stops at its next check)."""
+    context = tf.distribute.get_replica_context()
+    # The replicas agree first: one that skipped would leave the others waiting in their all-reduce.
+    bad = context.all_reduce("SUM", tf.cast(~tf.math.is_finite(tf.linalg.global_norm(grads)), tf.float32))
+
+    def in_cross_replica(strategy, bad, grads, variables):
+        # The condition is taken here, across replicas: a branch of a tf.cond inside a replica may not
+        # call merge_call, which apply_gradients does (Keras' LossScaleOptimizer works the same way).
+        def apply():
+            strategy.extended.call_for_each_replica(
+                lambda grads, variables: optimizer.apply_gradients(zip(grads, variables)), args=(grads, variables))
+        tf.cond(strategy.experimental_local_results(bad)[0] == 0, apply, lambda: None)
+
+    context.merge_call(in_cross_replica, args=(bad, grads, variables))
+
+
 class Run:
     """Models, optimisers and counters of one run, built under the strategy's scope."""
 
@@ -153,10 +171,10 @@ class Run:
 
     def _update(self, optimizer, loss, tape, variables):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
-        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # which skips such steps itself
-            finite = tf.math.is_finite(tf.linalg.global_norm(grads))  # a NaN or inf anywhere: keep the
-            grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]  # weights finite until the loop stops
-        optimizer.apply_gradients(zip(grads, variables))
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # which skips such steps itself
+            optimizer.apply_gradients(zip(grads, variables))
+        else:
+            _apply_if_finite(optimizer, grads, variables)
 
     def _discriminate(self, gray, colour, training=True):
         """D's logits for each patch of a (gray, colour) pair: (bs, H/8, W/8, 1)."""

@@ -199,19 +199,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
 
 
 def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125)
-    cfg = dataclasses.replace(cfg, l1_weight=float("nan"))  # a NaN generator loss (a flag may not be nan)
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125, beta1=0.5)
     run = training.Run(cfg, tf.distribute.get_strategy())
     run.compile()
-    batch = next(iter(data.make_dataset(cfg, "train")))
-    generator = [v.numpy() for v in run.generator.trainable_variables]
-    discriminator = [v.numpy() for v in run.discriminator.trainable_variables]
-    for _ in range(2):
-        values = run.train_step(batch)
-    assert (int(run.step), int(run.epoch_step), int(run.first_bad_step)) == (2, 2, 1)
-    assert np.isnan(values["gen_loss"]) and np.isfinite(values["disc_loss"])
-    assert all(np.array_equal(a, b.numpy()) for a, b in zip(generator, run.generator.trainable_variables))
-    assert not all(np.array_equal(a, b.numpy()) for a, b in zip(discriminator, run.discriminator.trainable_variables))
+    gray, colour = next(iter(data.make_dataset(cfg, "train")))
+    for _ in range(2):  # good steps first: Adam's moments are not zero, so a zeroed gradient would still move
+        run.train_step((gray, colour))
+    state = lambda: [v.numpy() for v in (*run.generator.trainable_variables, *run.discriminator.trainable_variables,  # noqa: E731
+                                         *run.gen_opt.variables, *run.disc_opt.variables)]
+    before = state()
+    values = run.train_step((gray, colour * float("nan")))  # non-finite losses for D and both G updates
+    assert (int(run.step), int(run.epoch_step), int(run.first_bad_step)) == (3, 3, 3)
+    assert np.isnan(values["gen_loss"]) and np.isnan(values["disc_loss"])
+    assert all(np.array_equal(a, b) for a, b in zip(before, state()))  # weights, moments, Adam's step count
+    run.train_step((gray, colour))
+    assert not all(np.array_equal(a, b) for a, b in zip(before, state()))  # a good step is applied again
 
 
 def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
