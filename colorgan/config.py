@@ -254,3 +254,9 @@ def differences(old: Config, new: Config) -> dict:
     """{field: (old, new)} for every field whose value differs."""
     return {name: (getattr(old, name), getattr(new, name))
             for name in FIELDS if getattr(old, name) != getattr(new, name)}
+
+
+def as_flags(config: Config) -> str:
+    """The settings that differ from the dataset's preset, as the flags that give them."""
+    preset = make_config(dataset=config.dataset)
+    return " ".join(f"--{name.replace('_', '-')} {new}" for name, (_, new) in differences(preset, config).items())

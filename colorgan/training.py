@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, data, files, losses, metrics, models, plots, resume
-from colorgan.config import Config, UserError
+from colorgan.config import Config, UserError, as_flags
 from colorgan.resume import TrainingError, architecture
 
 PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
@@ -302,7 +302,8 @@ def train(config: Config, fresh: bool = False) -> str:
 
 def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str:
     run_dir = resume.prepare(config, fresh)
-    print(f"config: {config.to_json()}", flush=True)
+    print(f"settings: the {config.dataset} preset with {as_flags(config) or 'nothing changed'} "
+          f"(every setting is saved in {os.path.join(run_dir, 'config.json')})", flush=True)
     for split in ("train", "test"):
         print(data.describe(config, split))
     run = Run(config, strategy, pretrained=not resume.has_checkpoint(config.run_dir))

@@ -1,6 +1,8 @@
 """Bad input a user can reach: each command stops with one line that names the problem, writes
 nothing outside its output, and shows no traceback."""
 import importlib.util
+import os
+import re
 import subprocess
 import sys
 
@@ -156,3 +158,19 @@ def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: --save-interval must be at least 1 (got 0)"
+
+
+def test_an_empty_folder_is_one_line_after_no_tensorflow_log(tmp_path):
+    (tmp_path / "empty").mkdir()
+    command = [sys.executable, "train.py", "--dataset", "folder", "--dataset-path", str(tmp_path / "empty"),
+               "--checkpoints-path", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # colorgan's own default
+    log_line = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|absl::InitializeLog", re.M)
+    quiet = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 1 and quiet.stderr.strip().endswith("no images (.jpg, .jpeg, .png, .bmp, .gif, "
+                                                                   ".tif, .tiff, .webp) for the train split")
+    assert not log_line.search(quiet.stdout + quiet.stderr), quiet.stderr
+    assert quiet.stderr.count("\n") == 1 and len(quiet.stdout.splitlines()) == 1  # the error; the changed settings
+    loud = subprocess.run(command, cwd=ROOT, env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"), capture_output=True, text=True,
+                          timeout=120)
+    assert loud.returncode == 1 and log_line.search(loud.stderr)  # a user's own level wins
