@@ -17,6 +17,7 @@ MODELS = ("gan", "unet", "encoder-decoder")
 # The settings that make a run's networks: no command may change them on an existing run.
 ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone", "width", "spectral_norm")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
+SMOOTHABLE = ("bce", "lsgan")  # the losses with a real label that --label-smoothing can soften (not hinge)
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
 
@@ -155,8 +156,8 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     if dataset not in PRESETS:
         raise UserError(f"unknown dataset {dataset!r}: choose from {sorted(PRESETS)}")
     preset = dict(PRESETS[dataset])
-    if given.get("gan_loss") == "hinge" and "label_smoothing" not in given:
-        preset["label_smoothing"] = False  # the hinge loss has no labels to smooth
+    if given.get("gan_loss", FIELDS["gan_loss"].default) not in SMOOTHABLE and "label_smoothing" not in given:
+        preset["label_smoothing"] = False
     config = Config(**{**preset, **given})
     _check_values(config)
     if config.name in ("", ".", "..") or "/" in config.name or os.sep in config.name or "\0" in config.name:
@@ -165,8 +166,8 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
         raise UserError("--generator-output ab needs --color-space lab")
     if config.rebalance and config.color_space != "lab":
         raise UserError("--rebalance weighs ab colours: it needs --color-space lab")
-    if config.gan_loss == "hinge" and config.label_smoothing:
-        raise UserError("--gan-loss hinge has no labels to smooth: leave out --label-smoothing")
+    if config.gan_loss not in SMOOTHABLE and config.label_smoothing:
+        raise UserError(f"--gan-loss {config.gan_loss} has no labels to smooth: leave out --label-smoothing")
     if config.model == "unet" and config.pretrain_discriminator_epochs:
         raise UserError("--model unet has no discriminator to pretrain")
     if config.backbone != "none" and config.model == "encoder-decoder":

@@ -10,7 +10,7 @@ import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import tensorflow as tf
 
 from colorgan import color
-from colorgan.config import GAN_LOSSES
+from colorgan.config import GAN_LOSSES, SMOOTHABLE
 
 
 def _per_example_mean(x):
@@ -19,41 +19,42 @@ def _per_example_mean(x):
     return tf.reduce_mean(x, axis=1)
 
 
-def _bce(logits, label, global_batch_size):
-    """Batch average of the per-example mean sigmoid cross-entropy against a constant label."""
-    logits = tf.cast(logits, tf.float32)
-    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
-    return _mean(ce, global_batch_size)
-
-
 def _mean(per_patch, global_batch_size):
     """Batch average of the per-example mean of a per-patch loss."""
     return tf.nn.compute_average_loss(_per_example_mean(per_patch), global_batch_size=global_batch_size)
 
 
+def _cross_entropy(logits, label):
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
+
+
+# Per-patch losses of float32 logits for each --gan-loss: (D on real patches against the real label,
+# D on fake patches, G on fake patches). bce is the paper's cross-entropy; lsgan the least squares of
+# Mao et al. 2017; hinge that of Lim & Ye 2017 / SAGAN, whose real term has no label to smooth.
+PATCH_LOSSES = {
+    "bce": (_cross_entropy, lambda fake: _cross_entropy(fake, 0.0), lambda fake: _cross_entropy(fake, 1.0)),
+    "lsgan": (lambda real, label: 0.5 * tf.square(real - label), lambda fake: 0.5 * tf.square(fake),
+              lambda fake: 0.5 * tf.square(fake - 1.0)),
+    "hinge": (lambda real, label: tf.nn.relu(1.0 - real), lambda fake: tf.nn.relu(1.0 + fake), lambda fake: -fake),
+}
+
+
+def _patch_losses(kind: str):
+    if kind not in PATCH_LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+    return PATCH_LOSSES[kind]
+
+
 def discriminator_loss(real_logits, fake_logits, label_smoothing: bool = False, global_batch_size=None,
                        kind: str = "bce") -> dict:
-    """D loss: real patches -> 1 (0.9 with one-sided label smoothing), fake patches -> 0.
-
-    kind "bce" is the paper's cross-entropy; "lsgan" the least-squares loss of Mao et al. 2017,
-    0.5 (D(real) - 1)^2 + 0.5 D(fake)^2; "hinge" the hinge loss of Lim & Ye 2017 / SAGAN,
-    max(0, 1 - D(real)) + max(0, 1 + D(fake)), which has no labels to smooth.
-    """
+    """D loss (PATCH_LOSSES): real patches -> 1 (0.9 with one-sided label smoothing), fake patches -> 0."""
+    real_loss, fake_loss, _ = _patch_losses(kind)
+    if label_smoothing and kind not in SMOOTHABLE:
+        raise ValueError(f"the {kind} loss has no labels to smooth")
     # one-sided: only the real target is softened, so D is not taught to let fakes pass
-    target = 0.9 if label_smoothing else 1.0
-    real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
-    if kind == "bce":
-        real, fake = _bce(real_logits, target, global_batch_size), _bce(fake_logits, 0.0, global_batch_size)
-    elif kind == "lsgan":
-        real = _mean(0.5 * tf.square(real_logits - target), global_batch_size)
-        fake = _mean(0.5 * tf.square(fake_logits), global_batch_size)
-    elif kind == "hinge":
-        if label_smoothing:
-            raise ValueError("the hinge loss has no labels to smooth")
-        real = _mean(tf.nn.relu(1.0 - real_logits), global_batch_size)
-        fake = _mean(tf.nn.relu(1.0 + fake_logits), global_batch_size)
-    else:
-        raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+    label = 0.9 if label_smoothing else 1.0
+    real = _mean(real_loss(tf.cast(real_logits, tf.float32), label), global_batch_size)
+    fake = _mean(fake_loss(tf.cast(fake_logits, tf.float32)), global_batch_size)
     return {"real": real, "fake": fake, "total": real + fake}
 
 
@@ -94,19 +95,8 @@ def pixel_weights(colour, table):
 
 def generator_loss(fake_logits, fake, real, l1_weight: float, global_batch_size=None, kind: str = "bce",
                    pixel_weights=None) -> dict:
-    """G loss: fool D plus l1_weight times the L1 distance to the true colours.
-
-    Fooling D means fake patches -> 1 for "bce" and "lsgan" (0.5 (D(fake) - 1)^2), and a high
-    score, -D(fake), for "hinge".
-    """
-    fake_logits = tf.cast(fake_logits, tf.float32)
-    if kind == "bce":
-        gan = _bce(fake_logits, 1.0, global_batch_size)
-    elif kind == "lsgan":
-        gan = _mean(0.5 * tf.square(fake_logits - 1.0), global_batch_size)
-    elif kind == "hinge":
-        gan = _mean(-fake_logits, global_batch_size)
-    else:
-        raise ValueError(f"unknown GAN loss {kind!r}; expected one of {GAN_LOSSES}")
+    """G loss: fool D (PATCH_LOSSES: fake patches -> 1, or a high hinge score) plus l1_weight times
+    the L1 distance to the true colours."""
+    gan = _mean(_patch_losses(kind)[2](tf.cast(fake_logits, tf.float32)), global_batch_size)
     l1 = l1_loss(fake, real, global_batch_size, pixel_weights)
     return {"gan": gan, "l1": l1, "total": gan + l1_weight * l1}
