@@ -5,19 +5,17 @@ where the run is closer; and, paired the same way, whether colorgan's CIFAR-10 n
 each image right in the run's colours and not in gray (the class-accuracy difference and its
 standard error).
 
-    python bench/against_gray.py [--runs bench/results/quality/runs/unet-ab ...] [--json OUT]
+    python -m bench.against_gray [--runs bench/results/quality/runs/unet-ab ...] [--json OUT]
 """
 import argparse
 import glob
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import numpy as np  # noqa: E402
+import numpy as np
 
-import quality  # noqa: E402  (its test images, and colorgan on the path)
-from colorgan import color, evaluation, features, inference  # noqa: E402
+from bench import quality
+from colorgan import color, evaluation, features, inference
 
 
 def per_image(batches, colorize, labels) -> tuple[np.ndarray, np.ndarray]:

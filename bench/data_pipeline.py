@@ -1,6 +1,6 @@
 """Images/s of the training input pipeline (read, crop, flip, batch, Lab), without a model.
 
-    python bench/data_pipeline.py --dataset-path ../shared/data/cifar10 [--batch-size 128]
+    python -m bench.data_pipeline --dataset-path ../shared/data/cifar10 [--batch-size 128]
         [--image-size N] [--images 20000] [--passes 3] [--json OUT]
 
 Prints a table and writes JSON: the median of --passes timed passes after one warm-up pass.
@@ -9,14 +9,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import colorgan  # noqa: E402,F401
-import tensorflow as tf  # noqa: E402
+import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
+import tensorflow as tf
 
-from colorgan import config, data  # noqa: E402
+from colorgan import config, data
 
 
 def time_pass(ds, limit):

@@ -1,8 +1,8 @@
 """Colourisation speed and peak memory on this machine: 32x32 batches, whole photos, and a folder
 of CIFAR-10 test JPEGs colourised one by one and in batches (test_eval.py --test-input).
 
-    python bench/inference.py [--dataset cifar10] [--repeats 5] [--folder-images 1000] [--json OUT]
-    python bench/inference.py --render-sizes --run DIR [--photos ../shared/data/cbsd68]
+    python -m bench.inference [--dataset cifar10] [--repeats 5] [--folder-images 1000] [--json OUT]
+    python -m bench.inference --render-sizes --run DIR [--photos ../shared/data/cbsd68]
 
 Each case runs in its own process so that its peak resident memory is its own. The generator has
 random weights: speed and memory do not depend on what it learned. --render-sizes instead compares,
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCHES = {"cifar10": ("batch 128 of 32x32", (128, 32, 32)), "places365": ("batch 16 of 256x256", (16, 256, 256))}
 PHOTOS = {"photo 512x512": (1, 512, 512), "photo 2048x1536": (1, 1536, 2048)}

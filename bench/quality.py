@@ -1,7 +1,7 @@
 """Quality against compute: methods trained on CIFAR-10 at an equal budget of training images seen,
 evaluated at doubling points along the way, with the gray baseline.
 
-    python bench/quality.py [--budget-images 92000] [--methods gan-lab unet-lab ... "NAME=FLAGS"]
+    python -m bench.quality [--budget-images 92000] [--methods gan-lab unet-lab ... "NAME=FLAGS"]
         [--test-images 2000] [--dataset-path ../shared/data/cifar10] [--out bench/results/quality]
 
 A method is a name and its train.py flags: the four defaults are the paper's GAN and its U-Net
@@ -22,19 +22,17 @@ import json
 import math
 import os
 import shlex
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import colorgan  # noqa: E402,F401  (sets TensorFlow's environment before it is imported)
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
+import keras
+import tensorflow as tf
 
-from colorgan import color, config as cfg, data, evaluation, features, inference, metrics, plots, training  # noqa: E402
+from colorgan import color, config as cfg, data, evaluation, features, inference, metrics, plots, training
 
 METHODS = {
     "gan-lab": "",

@@ -1,7 +1,7 @@
 """Images/s of the real training step (1 D + 2 G updates), its FLOPs per image, and its share of the
 matmul peak of the dtype it computes in, measured in the same run.
 
-    python bench/train_throughput.py [--dataset cifar10|places365] [--batch-size N]
+    python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--compare] [--json OUT]
 
@@ -18,17 +18,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import colorgan  # noqa: E402,F401  (sets TensorFlow's environment before it is imported)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
+import keras
+import numpy as np
+import tensorflow as tf
 
-from colorgan import config as cfg, training  # noqa: E402
+from colorgan import config as cfg, training
 
 
 def machine_cpu_seconds() -> float:

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
 with warnings.catch_warnings():

@@ -20,7 +20,6 @@ import zlib
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
 from colorgan import color, files, images

@@ -7,14 +7,12 @@ import time
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
 from colorgan import color, data, features, files, inference, metrics, plots
 from colorgan.config import UserError, add_config_flags, on_run, split_flags
 
-EPS_CURVE = (1, 2, 5, 10)
-COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in EPS_CURVE], ("ab_error_a", "|da|"),
+COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
            ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"),
            ("class_acc", "class acc"), ("c2st", "C2ST"), ("fooled", "fooled"), ("fid", "FID")]
@@ -78,9 +76,9 @@ def main(argv=None) -> dict | list:
 
 def image_metrics(real, fake, acc_thresh: float) -> dict:
     """Per-image metrics of one batch of 8-bit sRGB images (bs, H, W, 3)."""
-    curve = metrics.accuracy_curve(real, fake, (acc_thresh, *EPS_CURVE))
+    curve = metrics.accuracy_curve(real, fake, (acc_thresh, *metrics.ACCURACY_EPS))
     ab = np.asarray(metrics.ab_error(real, fake)).reshape(-1, 2)
-    values = {"acc": curve[acc_thresh], **{f"acc@{e}": curve[e] for e in EPS_CURVE},
+    values = {"acc": curve[acc_thresh], **{f"acc@{e}": curve[e] for e in metrics.ACCURACY_EPS},
               "ab_error_a": ab[:, 0], "ab_error_b": ab[:, 1], "psnr": metrics.psnr(real, fake),
               "ssim": metrics.ssim(real, fake), "delta_e": metrics.mean_delta_e(real, fake),
               "mae_rgb": metrics.mae_rgb(real, fake),

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import keras
 import tensorflow as tf
 from keras import layers

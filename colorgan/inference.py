@@ -8,12 +8,11 @@ import zipfile
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import keras
 import tensorflow as tf
 
 from colorgan import color, images, models, training
-from colorgan.config import Config, UserError, load_config
+from colorgan.config import Config, UserError, first_line, load_config
 
 
 def find_run(path: str, name: str = "") -> str:
@@ -47,7 +46,7 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
             generator = models.generator_for(config, pretrained=False)
             tf.train.Checkpoint(generator=generator).read(latest).expect_partial().assert_existing_objects_matched()
     except Exception as error:  # Keras and TF raise many kinds on a corrupt or foreign file
-        raise UserError(f"cannot load the generator of {run_dir}: {str(error).splitlines()[0][:300]}") from None
+        raise UserError(f"cannot load the generator of {run_dir}: {first_line(error)}") from None
     if generator.output_shape[-1] != out_channels or generator.input_shape[-1] != 1:
         raise UserError(f"{run_dir}: the generator does not fit its config.json "
                         f"(outputs {generator.output_shape[-1]} channels, config says {out_channels})")

@@ -6,7 +6,6 @@ mean over the global batch. Everything is computed in float32, whatever the mode
 """
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import tensorflow as tf
 
 from colorgan import color

@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import keras
 import tensorflow as tf
 
@@ -46,13 +45,9 @@ def pixel_accuracy(real, fake, color_space: str = "lab", thresh: float = 2.0):
     return tf.reduce_mean(_within(to_lab(real, color_space), to_lab(fake, color_space), thresh))
 
 
-def accuracy_within(real_rgb, fake_rgb, eps):
-    """The paper's accuracy per image: share of pixels within eps (see _within)."""
-    return _within(_lab(real_rgb), _lab(fake_rgb), eps)
-
-
 def accuracy_curve(real_rgb, fake_rgb, eps_list=ACCURACY_EPS):
-    """{eps: per-image accuracy} for several thresholds, converting to Lab once."""
+    """{eps: the paper's accuracy per image (the share of pixels within eps: _within)} for several
+    thresholds, converting to Lab once."""
     lab_real, lab_fake = _lab(real_rgb), _lab(fake_rgb)
     return {eps: _within(lab_real, lab_fake, eps) for eps in eps_list}
 

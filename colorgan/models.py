@@ -7,11 +7,10 @@ truncated normal = lecun_normal). BatchNorm comes before the activation.
 """
 import functools
 
-import colorgan  # noqa: F401  (sets TF env vars before TensorFlow loads)
 import keras
 from keras import layers
 
-from colorgan.config import UserError
+from colorgan.config import UserError, first_line
 
 # (filters, stride) of each encoder layer
 _ENCODER = {
@@ -149,7 +148,7 @@ def build_backbone_generator(name: str, weights: str = "none", out_channels: int
                               input_shape=(None, None, 3))
     except Exception as error:  # offline download, missing or foreign file: Keras raises many kinds
         raise UserError(f"cannot load {weights!r} weights into --backbone {name} "
-                        f"({str(error).strip().splitlines()[0][:300]}). Offline, copy the no-top weights file "
+                        f"({first_line(error)}). Offline, copy the no-top weights file "
                         "from a machine that has it (Keras keeps downloads in ~/.keras/models/) and pass its "
                         "path as --backbone-weights.") from None
     features = keras.Model(network.input, [network.get_layer(n).output for n in backbone_skips(name)],

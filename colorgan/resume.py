@@ -11,11 +11,10 @@ import shutil
 import signal
 import time
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import tensorflow as tf
 
 from colorgan import files
-from colorgan.config import ARCHITECTURE, Config, UserError, differences, load_config, on_run
+from colorgan.config import ARCHITECTURE, Config, UserError, differences, first_line, load_config, on_run
 
 
 class TrainingError(UserError):
@@ -195,7 +194,7 @@ def save(manager: tf.train.CheckpointManager, step: int, size: int = 0) -> str:
             shutil.rmtree(temporary, ignore_errors=True)
         last = manager.latest_checkpoint
         size = sum(os.path.getsize(p) for p in glob.glob(f"{last}.*")) if last else size
-        reason = "no space left on device" if "No space left" in str(error) else _first_line(error)
+        reason = "no space left on device" if "No space left" in str(error) else first_line(error)
         raise TrainingError(f"cannot write checkpoint {step} in {manager.directory}: {reason}; "
                             f"{shutil.disk_usage(manager.directory).free / 2**20:.1f} MB free, a checkpoint takes "
                             f"{size / 2**20:.1f} MB. The last good checkpoint is {last}.") from None
@@ -209,7 +208,7 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
             status.expect_partial()
     except Exception as error:  # TF raises many kinds on a corrupt or foreign file
         raise TrainingError(f"cannot restore checkpoint {path}: it is corrupt or of another architecture "
-                            f"({_first_line(error)})") from None
+                            f"({first_line(error)})") from None
 
 
 def architecture(config: Config) -> str:
@@ -218,11 +217,6 @@ def architecture(config: Config) -> str:
     later = {"width": 1.0, "spectral_norm": False}
     names = [n for n in ARCHITECTURE if n not in later or getattr(config, n) != later[n]]
     return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in names)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def restore_newest(run, checkpoint_dir: str) -> str | None:
@@ -239,7 +233,7 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
             names = dict(tf.train.list_variables(path))
             tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
         except Exception as error:  # TF raises many kinds on missing or truncated files
-            problems.append(f"{path}: {_first_line(error)}")
+            problems.append(f"{path}: {first_line(error)}")
             continue
         objects = run.state()
         key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"

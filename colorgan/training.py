@@ -1,8 +1,9 @@
 """The training loop: one discriminator then two generator updates per iteration, as the authors do.
 
-A custom GradientTape step under tf.distribute (one device, several GPUs, or several machines),
-with mixed precision on GPUs, checkpoints that resume at exactly the next batch, and the things a
-person watches: a progress line, TensorBoard, sample grids, validation and training curves.
+A custom GradientTape step under tf.distribute (one device, several GPUs, or several machines), in
+mixed precision where the hardware has it (float16 on GPUs, bfloat16 on CPUs), checkpoints that
+resume at exactly the next batch, and the things a person watches: a progress line, TensorBoard,
+sample grids, validation and training curves.
 """
 import json
 import math
@@ -11,7 +12,6 @@ import time
 
 import numpy as np
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 import keras
 import tensorflow as tf
 

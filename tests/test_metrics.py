@@ -73,9 +73,9 @@ PIXEL = 2 / (32 * 32)
 
 
 @pytest.mark.parametrize("eps", [1, 2, 5, 10])
-def test_accuracy_within_matches_numpy(pair, eps):
+def test_accuracy_at_each_eps_matches_numpy(pair, eps):
     real, fake = pair
-    got = metrics.accuracy_within(real, fake, eps).numpy()
+    got = metrics.accuracy_curve(real, fake, (eps,))[eps].numpy()
     assert got.shape == (4,) and got[0] == 1.0
     np.testing.assert_allclose(got, numpy_accuracy(real, fake, eps), atol=PIXEL)
 
@@ -100,12 +100,12 @@ def test_pixel_accuracy_by_hand():
     assert float(metrics.pixel_accuracy(normalise(real), normalise(fake), "lab", 3.0)) == pytest.approx(1.0)
 
 
-def test_accuracy_within_in_dataset_map(pair):
+def test_accuracy_in_dataset_map(pair):
     real, fake = pair
     ds = tf.data.Dataset.from_tensor_slices((real, fake)).batch(3).map(
-        lambda r, f: metrics.accuracy_within(r, f, 2))
+        lambda r, f: metrics.accuracy_curve(r, f, (2,))[2])
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x in ds]),
-                                  metrics.accuracy_within(real, fake, 2))
+                                  metrics.accuracy_curve(real, fake, (2,))[2])
 
 
 def test_every_metric_in_tf_function(pair):

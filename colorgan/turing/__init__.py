@@ -11,7 +11,6 @@ import os
 import secrets
 import time
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 from colorgan.config import Config, UserError, on_run
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it

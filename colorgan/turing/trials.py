@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
-import colorgan  # noqa: F401  (sets TensorFlow's environment before it is imported)
 from colorgan.config import Config, UserError
 from colorgan.turing.stats import SIDES, read_results
 
