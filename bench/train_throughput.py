@@ -7,7 +7,7 @@ matmul peak of the dtype it computes in, measured in the same run.
 
 Times `Run.train_step` (colorgan/training.py) on random batches already in memory: 2 warm-up
 iterations (the first traces), then the median of --iterations timed ones. The precision is the one
-train.py would use (auto: training.precision_policy); --compare also times float32 in the same
+train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras
 layers: the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA
 variants, are in bench/README.md. The peak is a 2048^3 tf.matmul in the step's compute dtype, best of
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from colorgan import config as cfg, training
+from colorgan import config as cfg, devices, training
 
 
 def machine_cpu_seconds() -> float:
@@ -135,7 +135,7 @@ def main():
         results.append(dict(mixed_precision=precision, **measure(config, args.iterations)))
     host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 "unknown CPU")
-    print(f"\n{host}, {os.cpu_count()} cores, bfloat16 flags {training.cpu_bfloat16_flags() or 'none'}; "
+    print(f"\n{host}, {os.cpu_count()} cores, bfloat16 flags {devices.cpu_bfloat16_flags() or 'none'}; "
           f"{config.dataset}, batch {config.batch_size}, XLA {'on' if args.jit_compile else 'off'}, "
           f"TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
     print("| precision | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype | % of peak "

@@ -138,9 +138,9 @@ def accuracy(model, x, y, batch_size: int = 500) -> float:
 
 def train(args) -> dict:
     """Train the classifier on the training split in colour; write the weights and their metadata."""
-    from colorgan import config, training
+    from colorgan import config, devices
     keras.utils.set_random_seed(args.seed)
-    policy, why = training.precision_policy(config.make_config(mixed_precision=args.mixed_precision))
+    policy, why = devices.precision_policy(config.make_config(mixed_precision=args.mixed_precision))
     keras.mixed_precision.set_global_policy(policy)
     x, y, description = labelled_split(args.dataset_path, "train")
     x_test, y_test, _ = labelled_split(args.dataset_path, "test")

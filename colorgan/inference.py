@@ -11,7 +11,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import color, images, models, training
+from colorgan import color, devices, images, models
 from colorgan.config import Config, UserError, first_line, load_config
 
 
@@ -76,7 +76,7 @@ def in_precision(generator: keras.Model, config: Config) -> tuple[keras.Model, s
     photos: bfloat16 is 1.8x faster on a CPU with native bfloat16 and moves the colours of trained
     runs by 0.2-0.3 CIEDE2000 on average (1 is a just noticeable difference; bench/README.md).
     Test-split metrics stay in float32, comparable across machines."""
-    policy, why = training.precision_policy(config)
+    policy, why = devices.precision_policy(config)
     if policy == "float32":
         return generator, f"float32 ({why})"
     copy = models.rebuild(lambda: models.generator_for(config, pretrained=False), generator, policy)

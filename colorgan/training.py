@@ -15,7 +15,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import color, data, files, losses, metrics, models, plots, resume
+from colorgan import color, data, devices, files, losses, metrics, models, plots, resume
 from colorgan.config import Config, UserError, as_flags
 from colorgan.resume import TrainingError, architecture
 
@@ -25,40 +25,6 @@ PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminat
 # each other, unet-ab at 92k images); larger images bring more pixels each, but at least 256 images.
 # Read in batches of at least a CIFAR-10 batch's pixels: a run trained on small batches exports fast too.
 BN_ESTIMATE_PIXELS, BN_ESTIMATE_MIN_IMAGES, BN_BATCH_PIXELS = 2048 * 32 * 32, 256, 128 * 32 * 32
-
-
-def make_strategy() -> tf.distribute.Strategy:
-    """Several machines when TF_CONFIG says so, all local GPUs when there are several, else one device."""
-    if resume.tf_config():
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def cpu_bfloat16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
-    """The CPU's flags for native bfloat16 arithmetic (AVX512_BF16, AMX); none where unknown."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
-
-
-def precision_policy(config: Config) -> tuple[str, str]:
-    """(Keras dtype policy, why). auto: float16 with loss scaling on a GPU; bfloat16 on a CPU with
-    native bfloat16 arithmetic (1.35x faster on AMD Zen 4, with float32's quality at an equal budget:
-    bench/README.md); float32 on other CPUs, where emulated bfloat16 and float16 are slower."""
-    policies = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-    if config.mixed_precision != "auto":
-        return policies[config.mixed_precision], f"--mixed-precision {config.mixed_precision}"
-    if tf.config.list_logical_devices("GPU"):
-        return "mixed_float16", "auto: a GPU"
-    native = cpu_bfloat16_flags()
-    if native:
-        return "mixed_bfloat16", f"auto: a CPU with native bfloat16 ({', '.join(native)})"
-    return "float32", "auto: a CPU without native bfloat16, where reduced precision is slower"
 
 
 def learning_rate(config: Config, step, scale: float = 1.0):
@@ -97,7 +63,7 @@ class Run:
         stride = models.total_stride(config.dataset, config.model, config.backbone)
         if config.image_size % stride:
             raise UserError(f"--image-size {config.image_size} is not a multiple of the generator's stride {stride}")
-        policy, self.policy_reason = precision_policy(config)
+        policy, self.policy_reason = devices.precision_policy(config)
         keras.mixed_precision.set_global_policy(policy)
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
@@ -295,7 +261,7 @@ def train(config: Config, fresh: bool = False) -> str:
 
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
-    strategy = make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    strategy = devices.make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
     with resume.locked(config):
         return _train(config, strategy, fresh)
 

@@ -17,7 +17,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, images, losses, models, resume, training
+from colorgan import config, data, devices, images, losses, models, resume, training
 from tests.conftest import CIFAR, ROOT
 
 READ_IMAGE = images.read_image
@@ -130,21 +130,21 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
 
 def test_auto_precision_follows_the_device(monkeypatch):
     cfg = config.make_config()
-    monkeypatch.setattr(training, "cpu_bfloat16_flags", lambda: ["avx512_bf16"])
-    policy, reason = training.precision_policy(cfg)
+    monkeypatch.setattr(devices, "cpu_bfloat16_flags", lambda: ["avx512_bf16"])
+    policy, reason = devices.precision_policy(cfg)
     assert policy == "mixed_bfloat16" and "avx512_bf16" in reason
-    monkeypatch.setattr(training, "cpu_bfloat16_flags", lambda: [])
-    assert training.precision_policy(cfg)[0] == "float32"
-    assert training.precision_policy(config.make_config(mixed_precision="bfloat16"))[0] == "mixed_bfloat16"
+    monkeypatch.setattr(devices, "cpu_bfloat16_flags", lambda: [])
+    assert devices.precision_policy(cfg)[0] == "float32"
+    assert devices.precision_policy(config.make_config(mixed_precision="bfloat16"))[0] == "mixed_bfloat16"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
-    assert training.cpu_bfloat16_flags(str(cpuinfo)) == ["avx512_bf16"]
+    assert devices.cpu_bfloat16_flags(str(cpuinfo)) == ["avx512_bf16"]
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert training.cpu_bfloat16_flags(str(cpuinfo)) == []
-    assert training.cpu_bfloat16_flags(str(tmp_path / "missing")) == []
+    assert devices.cpu_bfloat16_flags(str(cpuinfo)) == []
+    assert devices.cpu_bfloat16_flags(str(tmp_path / "missing")) == []
 
 
 def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
