@@ -5,7 +5,7 @@ matmul peak of the dtype it computes in, measured in the same run.
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--compare] [--json OUT]
 
-Times `Run.train_step` (colorgan/training.py) on random batches already in memory: 2 warm-up
+Times `Run.train_steps["gan"]` (colorgan/training.py) on random batches already in memory: 2 warm-up
 iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras
@@ -84,17 +84,17 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 8, trials: int = 5) -> float:
 def measure(config: cfg.Config, iterations: int) -> dict:
     """Time the training step under config's precision; float() waits for each step's result."""
     run = training.Run(config, tf.distribute.get_strategy())
-    run.compile()
+    run.build_steps()
     try:
         size, bs = config.image_size, config.batch_size
         batch = (tf.random.stateless_uniform((bs, size, size, 1), (1, 2), -1.0, 1.0),
                  tf.random.stateless_uniform((bs, size, size, 3), (3, 4), -1.0, 1.0))
         for _ in range(2):
-            {k: float(v) for k, v in run.train_step(batch).items()}
+            {k: float(v) for k, v in run.train_steps["gan"](batch).items()}
         times, wall, cpu, mine = [], time.perf_counter(), machine_cpu_seconds(), time.process_time()
         for _ in range(iterations):
             start = time.perf_counter()
-            losses = {k: float(v) for k, v in run.train_step(batch).items()}
+            losses = {k: float(v) for k, v in run.train_steps["gan"](batch).items()}
             times.append(time.perf_counter() - start)
         wall = time.perf_counter() - wall
         others = max(0.0, (machine_cpu_seconds() - cpu) - (time.process_time() - mine)) / wall

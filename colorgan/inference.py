@@ -169,7 +169,44 @@ IO_AHEAD = 16  # images decoded ahead, and written behind, at most (a few: photo
 
 def colorize_files(generator: keras.Model, config: Config, source: str, destination: str, render_size: int) -> list:
     """Colourise every image below source into destination (same relative names, PNG), photos of
-    one size --batch-size at a time; returns the unreadable files, which are listed, not fatal."""
+    one size --batch-size at a time; returns the files not colourised, which are listed, not fatal."""
+    jobs, failed = plan_outputs(source, destination)
+    generator, precision = in_precision(generator, config)
+    print(f"colourising {len(jobs)} image(s) in {precision}", flush=True)
+
+    def batch_limit(h, w):  # memory stays bounded at full resolution and in the generator
+        rendered = math.prod(render_shape(h, w, render_size))
+        return max(1, min(config.batch_size, MAX_BATCH_PIXELS // (h * w), int(MAX_RENDER_PIXELS // rendered)))
+
+    # Files are decoded ahead and encoded behind in threads (Pillow and file calls release the GIL)
+    # while the generator computes: for small images they cost as much as the network.
+    pool, writes, unreadable = concurrent.futures.ThreadPoolExecutor(IO_THREADS), collections.deque(), []
+    written, started = 0, time.perf_counter()
+    try:
+        rgbs = _read_ahead(pool, [path for path, _ in jobs])
+        for shape, batch in _size_batches(jobs, rgbs, batch_limit, config.batch_size, unreadable):
+            colourised = colorize_images(generator, config, np.stack([rgb for rgb, _ in batch]), render_size)
+            writes.extend(pool.submit(_write, out, target) for (_, target), out in zip(batch, colourised))
+            while writes and (writes[0].done() or len(writes) > IO_AHEAD):
+                writes.popleft().result()  # a failed write (read-only, full) stops the run here
+            written += len(batch)
+            rate = written / (time.perf_counter() - started)
+            print(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
+                  f"ETA {(len(jobs) - written - len(unreadable)) / rate:.0f}s", flush=True)
+        for write in writes:
+            write.result()
+    finally:  # after a failed write, the queued ones are dropped
+        pool.shutdown(cancel_futures=True)
+    failed += unreadable
+    if failed:
+        print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
+    return failed
+
+
+def plan_outputs(source: str, destination: str) -> tuple[list, list]:
+    """([(input, output)] for every image below source, [why an input is refused]): outputs keep
+    the relative names as PNG (inputs that would share one keep their extension), and none may
+    leave destination or overwrite an input."""
     source, destination = os.path.abspath(source), os.path.abspath(destination)
     if not os.path.exists(source):
         raise UserError(f"--test-input {source}: no such file or folder")
@@ -190,59 +227,34 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
     if shared:  # c1.jpg and c1.png: each keeps its whole name, c1.jpg.png and c1.png.png
         print(f"note: {len(shared)} output name(s) shared by several inputs: those keep their extension")
         outputs = [name + ".png" if o in shared else o for name, o in zip(names, outputs)]
-
-    jobs, failed = [], []
+    jobs, refused = [], []
     for path, output in zip(paths, outputs):
         target = os.path.realpath(os.path.join(destination, output))
         if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
-            failed.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
+            refused.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
         else:
             jobs.append((path, target))
-    generator, precision = in_precision(generator, config)
-    print(f"colourising {len(jobs)} image(s) in {precision}", flush=True)
-    pending, written, unreadable, started = {}, 0, 0, time.perf_counter()  # pending: (H, W) -> [(rgb, target)]
+    return jobs, refused
 
-    def batch_limit(h, w):  # memory stays bounded at full resolution and in the generator
-        rendered = math.prod(render_shape(h, w, render_size))
-        return max(1, min(config.batch_size, MAX_BATCH_PIXELS // (h * w), int(MAX_RENDER_PIXELS // rendered)))
 
-    # Files are decoded ahead and encoded behind in threads (Pillow and file calls release the GIL)
-    # while the generator computes: for small images they cost as much as the network.
-    pool, writes = concurrent.futures.ThreadPoolExecutor(IO_THREADS), collections.deque()
-
-    def flush(shape):
-        nonlocal written
-        batch = pending.pop(shape)
-        colourised = colorize_images(generator, config, np.stack([b[0] for b in batch]), render_size)
-        writes.extend(pool.submit(_write, out, target) for (_, target), out in zip(batch, colourised))
-        while writes and (writes[0].done() or len(writes) > IO_AHEAD):
-            writes.popleft().result()  # a failed write (read-only, full) stops the run here
-        written += len(batch)
-        rate = written / (time.perf_counter() - started)
-        print(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
-              f"ETA {(len(jobs) - written - unreadable) / rate:.0f}s", flush=True)
-
-    try:
-        for (path, target), rgb in zip(jobs, _read_ahead(pool, [path for path, _ in jobs])):
-            if isinstance(rgb, images.ImageError):
-                failed.append(str(rgb))
-                unreadable += 1
-                continue
-            shape = rgb.shape[:2]
-            pending.setdefault(shape, []).append((rgb, target))
-            if len(pending[shape]) >= batch_limit(*shape):
-                flush(shape)
-            elif sum(map(len, pending.values())) >= config.batch_size:  # many sizes: bounded memory all the same
-                flush(max(pending, key=lambda s: len(pending[s])))
-        for shape in list(pending):
-            flush(shape)
-        for write in writes:
-            write.result()
-    finally:  # after a failed write, the queued ones are dropped
-        pool.shutdown(cancel_futures=True)
-    if failed:
-        print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
-    return failed
+def _size_batches(jobs, rgbs, limit, batch_size: int, unreadable: list):
+    """Yield (shape, [(rgb, output)]) of images of one size: a size's batch once it holds limit(h, w)
+    images, the largest waiting one once batch_size images wait in all (memory stays bounded however
+    many sizes there are), the rest at the end. Unreadable files are appended to unreadable."""
+    pending = {}  # (H, W) -> [(rgb, output)]
+    for (_, target), rgb in zip(jobs, rgbs):
+        if isinstance(rgb, images.ImageError):
+            unreadable.append(str(rgb))
+            continue
+        shape = rgb.shape[:2]
+        pending.setdefault(shape, []).append((rgb, target))
+        if len(pending[shape]) >= limit(*shape):
+            yield shape, pending.pop(shape)
+        elif sum(map(len, pending.values())) >= batch_size:
+            largest = max(pending, key=lambda s: len(pending[s]))
+            yield largest, pending.pop(largest)
+    for shape in list(pending):
+        yield shape, pending.pop(shape)
 
 
 def _read_ahead(pool, paths):

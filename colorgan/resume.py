@@ -29,23 +29,19 @@ class Stop:
     """
 
     def __init__(self, coordinated: bool = False):
-        self.signal = None
-        self.previous = {}
+        self.signal, self.coordinated, self.previous = None, coordinated, {}
         for sig in (signal.SIGINT,) if coordinated else (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.forward if coordinated else self.handle)
+            self.previous[sig] = signal.signal(sig, self.handle)
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
-
-    def forward(self, signum, frame):
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        print(f"\n{self.signal}: every worker saves at the same step, then stops", flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if self.coordinated:
+            print(f"\n{self.signal}: every worker saves at the same step, then stops", flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)  # what the preemption handler watches
+        else:
+            print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
 
     def restore(self):
         for sig, handler in self.previous.items():
@@ -78,11 +74,13 @@ def coordinate_preemption(strategy, checkpoint, manager, step, run_dir: str):
 
 
 def end_preemption(handler, strategy, run_dir: str) -> None:
-    """Stop the handler's watcher threads while every worker is still up (its __del__ does, but those
-    threads keep it alive) and remove the folder it made for a non-chief's saves, unused here."""
+    """Stop the handler's watcher threads while every worker is still up and remove the folder it
+    made for a non-chief's saves, unused here. TensorFlow stops the threads only in the handler's
+    __del__, which never runs while they hold it: these are the two calls it makes (TF 2.21)."""
     if handler is None:
         return
-    handler.__del__()
+    handler._stop_cluster_wise_termination_watcher_thread()
+    handler._stop_poll_termination_signal_thread()
     if not is_chief():
         shutil.rmtree(os.path.join(run_dir, f"workertemp_{strategy.cluster_resolver.task_id}"), ignore_errors=True)
 

@@ -219,8 +219,9 @@ class Run:
         n = tf.cast(n, tf.float32)
         return {k: v * n for k, v in values.items()} | {"count": n}  # sums: batches may differ in size
 
-    def compile(self):
-        """tf.functions that run a step on every replica and reduce the results."""
+    def build_steps(self):
+        """The tf.functions that run a step on every replica and reduce the results: train_steps
+        (one per phase) and eval_step."""
         def distributed(fn, counts=True, averages=False):
             def run(batch):
                 results = self.strategy.run(fn, args=batch)
@@ -238,7 +239,6 @@ class Run:
                             "gan": distributed(self.replica_step, averages=True)}
         if self.discriminator is not None:
             self.train_steps["discriminator"] = distributed(self.replica_discriminator_step)
-        self.train_step = self.train_steps["generator" if self.discriminator is None else "gan"]
         self.eval_step = distributed(self.replica_eval, counts=False)
 
 
@@ -273,7 +273,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     for split in ("train", "test"):
         print(data.describe(config, split))
     run = Run(config, strategy, pretrained=not resume.has_checkpoint(config.run_dir))
-    run.compile()
+    run.build_steps()
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy} ({run.policy_reason}), "
           f"XLA {'on' if config.jit_compile else 'off'}, oneDNN {os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
     if run.ab_table is not None:
@@ -353,56 +353,77 @@ class Loop:
 
     def steps(self, phase: str, iterator, skipped: data.Skipped) -> bool:
         """Steps until the epoch ends (False) or training must stop (True: max steps or a signal)."""
-        run, config, manager, writer, stop = self.run, self.run.config, self.manager, self.writer, self.stop
-        samples, total_steps, run_dir = self.samples, self.total_steps, self.run_dir
-        train_step = run.train_steps[phase]
-        batches, rate, window_start, window_images = 0, float("nan"), time.perf_counter(), 0
+        run, config = self.run, self.run.config
+        train_step, speed = run.train_steps[phase], Speed()
         step = int(run.step.numpy())  # the step's own counter stays on the device; this follows it
         for batch in iterator:
             try:  # tensors: reading them back would wait for the device each step
                 values = self.preemption.run(train_step, batch) if self.preemption else train_step(batch)
-            except resume.Preempted:
-                print(f"stopped at step {step} (SIGTERM to a worker: every worker saved at this step); "
-                      f"checkpoint {manager.latest_checkpoint}", flush=True)
-                return True
+            except resume.Preempted:  # the preemption handler saved this step on every worker
+                return self._stopped(step, "SIGTERM to a worker: every worker saved at this step")
             step += 1
-            batches += 1
-            if batches == 1:  # the first step traces the graph: leave it out of images/s
-                window_start = time.perf_counter()
-            else:
-                window_images += config.batch_size
-            done = step >= total_steps or stop.signal is not None
-            if step % config.log_interval == 0 or step % config.save_interval == 0 or done:
-                values = {k: float(v) for k, v in values.items()}
-                bad_step = int(run.first_bad_step.numpy())
-                if bad_step:  # the updates from it on were not applied: the checkpoints stay good
-                    bad = [k for k, v in values.items() if not math.isfinite(v)] or ["losses"]
-                    raise TrainingError(f"step {bad_step}: non-finite {', '.join(bad)}; stopped without saving. "
-                                        f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
-            if step % config.log_interval == 0 or step == total_steps:
-                if window_images:
-                    rate = window_images / (time.perf_counter() - window_start)
-                    window_start, window_images = time.perf_counter(), 0
-                eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
-                print(f"epoch {int(run.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
-                      f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
-                with writer.as_default(step=step):
-                    for k, v in values.items():
-                        tf.summary.scalar(f"train/{k}", v)
-                _append_history(run_dir, {"split": "train", "step": step, "phase": phase, **values})
-            if step % config.sample_interval == 0:
-                write_samples(run, samples, run_dir, writer)
-            if config.validate and config.validate_interval and step % config.validate_interval == 0:
-                validate(run, run_dir, writer)
-            if step % config.save_interval == 0 or done:
-                resume.save(manager, step, run.checkpoint_bytes())
-            if done:
-                if stop.signal is None:
-                    write_samples(run, samples, run_dir, writer)
-                print(f"stopped at step {step} ({stop.signal or 'max steps'}); checkpoint {manager.latest_checkpoint}")
-                return True
-        data.check_not_empty(batches, skipped, config, "train")
+            speed.count(config.batch_size)
+            stop = self.stop.signal or ("max steps" if step >= self.total_steps else None)
+            every = lambda interval: step % interval == 0  # noqa: E731
+            if every(config.log_interval) or every(config.save_interval) or stop:
+                values = self._read(values)
+            if every(config.log_interval) or step == self.total_steps:
+                self._log(phase, step, values, speed.rate())
+            if every(config.sample_interval) or stop == "max steps":
+                write_samples(run, self.samples, self.run_dir, self.writer)
+            if config.validate and config.validate_interval and every(config.validate_interval):
+                validate(run, self.run_dir, self.writer)
+            if every(config.save_interval) or stop:
+                resume.save(self.manager, step, run.checkpoint_bytes())
+            if stop:
+                return self._stopped(step, stop)
+        data.check_not_empty(speed.steps, skipped, config, "train")
         return False
+
+    def _read(self, values: dict) -> dict:
+        """The step's values as floats, or a TrainingError if a step since the last read was not finite."""
+        values = {k: float(v) for k, v in values.items()}
+        bad_step = int(self.run.first_bad_step.numpy())
+        if bad_step:  # the updates from it on were not applied: the checkpoints stay good
+            bad = [k for k, v in values.items() if not math.isfinite(v)] or ["losses"]
+            raise TrainingError(f"step {bad_step}: non-finite {', '.join(bad)}; stopped without saving. "
+                                f"The last good checkpoint is {self.manager.latest_checkpoint}. Try a lower --lr.")
+        return values
+
+    def _log(self, phase: str, step: int, values: dict, rate: float) -> None:
+        """The progress line, TensorBoard's scalars and a row of history.jsonl."""
+        config = self.run.config
+        eta = (self.total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
+        print(f"epoch {int(self.run.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{self.total_steps} | "
+              f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
+        with self.writer.as_default(step=step):
+            for k, v in values.items():
+                tf.summary.scalar(f"train/{k}", v)
+        _append_history(self.run_dir, {"split": "train", "step": step, "phase": phase, **values})
+
+    def _stopped(self, step: int, reason: str) -> bool:
+        print(f"stopped at step {step} ({reason}); checkpoint {self.manager.latest_checkpoint}", flush=True)
+        return True
+
+
+class Speed:
+    """Images per second between readings; the first step, which traces the graph, left out."""
+
+    def __init__(self):
+        self.steps, self.images, self.start, self.last = 0, 0, time.perf_counter(), float("nan")
+
+    def count(self, images: int) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            self.start = time.perf_counter()
+        else:
+            self.images += images
+
+    def rate(self) -> float:
+        if self.images:
+            now = time.perf_counter()
+            self.last, self.start, self.images = self.images / (now - self.start), now, 0
+        return self.last
 
 
 def _fixed_samples(config: Config):

@@ -71,7 +71,7 @@ def generator_weights(run_dir):
 def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=8, mixed_precision="off")
     run = training.Run(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
-    run.compile()
+    run.build_steps()
     gray, colour = batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
     weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
     for phase, trained, frozen in (("discriminator", run.discriminator, run.generator),
@@ -87,7 +87,7 @@ def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn
 
     before = gap(), weights(run.generator), weights(run.discriminator)
     iterations = (int(run.disc_opt.iterations), int(run.gen_opt.iterations))
-    l1 = [run.train_step(batch)["gen_l1"].numpy() for _ in range(8)]
+    l1 = [run.train_steps["gan"](batch)["gen_l1"].numpy() for _ in range(8)]
     assert (int(run.disc_opt.iterations), int(run.gen_opt.iterations)) == (iterations[0] + 8, iterations[1] + 16)
     assert l1[-1] < 0.8 * l1[0], l1
     assert gap() > before[0], (gap(), before[0])  # D tells them apart better than it did
@@ -119,10 +119,10 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
         run = training.Run(cfg, tf.distribute.get_strategy())
         assert float(run.disc_opt.learning_rate) == pytest.approx(3e-4 * ratio, rel=1e-6)
         assert float(run.gen_opt.learning_rate) == pytest.approx(3e-4, rel=1e-6)
-    run.compile()
+    run.build_steps()
     sn = [l for l in run.discriminator.layers if isinstance(l, keras.layers.SpectralNormalization)]
     before = [l.vector_u.numpy() for l in sn]
-    values = run.train_step(next(iter(data.make_dataset(cfg, "train"))))
+    values = run.train_steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
     assert len(sn) == 5 and all(np.isfinite(float(v)) for v in values.values())
     assert all(not np.array_equal(b, l.vector_u.numpy()) for b, l in zip(before, sn))  # its power iteration ran
     assert run.ab_table is not None and run.inference_generator is run.generator_ema
@@ -201,18 +201,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
 def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125, beta1=0.5)
     run = training.Run(cfg, tf.distribute.get_strategy())
-    run.compile()
+    run.build_steps()
     gray, colour = next(iter(data.make_dataset(cfg, "train")))
     for _ in range(2):  # good steps first: Adam's moments are not zero, so a zeroed gradient would still move
-        run.train_step((gray, colour))
+        run.train_steps["gan"]((gray, colour))
     state = lambda: [v.numpy() for v in (*run.generator.trainable_variables, *run.discriminator.trainable_variables,  # noqa: E731
                                          *run.gen_opt.variables, *run.disc_opt.variables)]
     before = state()
-    values = run.train_step((gray, colour * float("nan")))  # non-finite losses for D and both G updates
+    values = run.train_steps["gan"]((gray, colour * float("nan")))  # non-finite losses for D and both G updates
     assert (int(run.step), int(run.epoch_step), int(run.first_bad_step)) == (3, 3, 3)
     assert np.isnan(values["gen_loss"]) and np.isnan(values["disc_loss"])
     assert all(np.array_equal(a, b) for a, b in zip(before, state()))  # weights, moments, Adam's step count
-    run.train_step((gray, colour))
+    run.train_steps["gan"]((gray, colour))
     assert not all(np.array_equal(a, b) for a, b in zip(before, state()))  # a good step is applied again
 
 
@@ -271,8 +271,8 @@ def test_bfloat16_step_on_cpu(tmp_path):
                              mixed_precision="bfloat16")
     try:
         run = training.Run(cfg, tf.distribute.get_strategy())
-        run.compile()
-        values = run.train_step(next(iter(data.make_dataset(cfg, "train"))))
+        run.build_steps()
+        values = run.train_steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
         assert all(np.isfinite(v.numpy()) for v in values.values())
         assert run.generator.get_layer("enc1").compute_dtype == "bfloat16"
         assert run.generator.get_layer("enc1").variable_dtype == "float32"
@@ -304,7 +304,7 @@ colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
 before, after, losses, evals = [], [], [], []
 for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
     run = training.Run(cfg, strategy)
-    run.compile()
+    run.build_steps()
     # The first update of an iteration is the discriminator's; the generator's two come after it.
     # Conv biases feeding BatchNorm have a zero gradient in exact arithmetic, so their Adam steps
     # are lr * sign(rounding noise) on any device: compare the kernels.
@@ -315,7 +315,7 @@ for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["
         batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     totals = run.eval_step(batch)  # validation: means over the batch whatever the device count
     evals.append({k: float(v) / float(totals["count"]) for k, v in totals.items() if k != "count"})
-    losses.append({k: float(v) for k, v in run.train_step(batch).items()})
+    losses.append({k: float(v) for k, v in run.train_steps["gan"](batch).items()})
     after.append([v.numpy() for v in kernels])
     print(strategy.num_replicas_in_sync, losses[-1])
 assert all(np.array_equal(a, b) for a, b in zip(*before)), "both start from the same weights"
@@ -487,12 +487,12 @@ def test_ema_averages_the_generator_and_is_what_export_saves(tiny_folder, tmp_pa
     cfg = config.make_config(dataset="cifar10", dataset_path=str(tiny_folder), batch_size=4, width=0.125,
                              mixed_precision="off", model="unet", ema=0.5)  # one G update a step
     run = training.Run(cfg, tf.distribute.get_strategy())
-    run.compile()
+    run.build_steps()
     weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
     average = weights(run.generator)  # the average starts at the initial weights
     assert all(np.array_equal(a, b) for a, b in zip(average, weights(run.generator_ema)))
     for batch in data.make_dataset(cfg, "train").take(3):
-        run.train_step(batch)
+        run.train_steps["generator"](batch)
         average = [0.5 * a + 0.5 * w for a, w in zip(average, weights(run.generator))]  # by hand
     for by_hand, kept in zip(average, weights(run.generator_ema)):
         np.testing.assert_allclose(kept, by_hand, rtol=1e-5, atol=1e-7)
