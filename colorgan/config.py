@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 from colorgan.files import write_text
@@ -91,10 +92,6 @@ class Config:
     validate: bool = _opt(True, "validate on the test split at every epoch end")
     validate_interval: int = _opt(0, "also validate every N steps (0: only at epoch ends)")
     log_interval: int = _opt(10, "print a progress line every N steps")
-    test_input: str = _opt("", "image file or folder to colourise")
-    test_output: str = _opt("./output", "folder for colourised images")
-    turing_test_size: int = _opt(100, "number of trials in the visual Turing test")
-    turing_test_delay: float = _opt(0.0, "seconds a Turing-test pair stays visible (0: no limit)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -190,9 +187,9 @@ NOT_NEGATIVE = (lambda v: v >= 0, "cannot be negative")
 POSITIVE = (lambda v: v > 0, "must be positive")
 RANGES = {
     **dict.fromkeys(("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval",
-                     "save_interval", "sample_interval", "turing_test_size"), AT_LEAST_1),
+                     "save_interval", "sample_interval"), AT_LEAST_1),
     **dict.fromkeys(("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
-                     "pretrain_discriminator_epochs", "turing_test_delay", "l1_weight"), NOT_NEGATIVE),
+                     "pretrain_discriminator_epochs", "l1_weight"), NOT_NEGATIVE),
     **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh"), POSITIVE),
     "lr": (lambda v: 0 < v <= 1, "must be positive and at most 1"),
     "width": (lambda v: 0 < v <= 8, "must be positive and at most 8"),
@@ -216,6 +213,24 @@ def _check_values(config: Config) -> None:
             raise UserError(f"{flag} must be a finite number (got {value})")
         if rule and not rule(value):
             raise UserError(f"{flag} {text} (got {value})")
+
+
+def run_command(main) -> None:
+    """An entry script's main(): a UserError is one line on stderr and exit status 1, no traceback."""
+    try:
+        main()
+    except UserError as error:
+        sys.exit(f"error: {error}")
+
+
+def parse_command(argv, description: str, add_flags) -> tuple[dict, argparse.Namespace]:
+    """How every command reads its flags: the config's, then the command's own (add_flags(parser)).
+    Returns (the config flags given, the command's options)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser)
+    add_flags(parser)
+    given, options = split_flags(parser.parse_args(argv))
+    return given, argparse.Namespace(**options)
 
 
 def parse_args(argv=None, description: str = "") -> Config:

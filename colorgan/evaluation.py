@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from colorgan import color, data, features, files, inference, metrics, plots
-from colorgan.config import UserError, add_config_flags, on_run, split_flags
+from colorgan.config import UserError, make_config, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
@@ -19,39 +19,43 @@ COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCUR
 TRUTH = "ground truth"  # its row: the floor of each distribution metric (two halves of the true images)
 
 
-def parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_flags(parser)
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative (got {value})")
+    return value
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--test-input", default="", help="image file or folder to colourise (instead of evaluating)")
+    parser.add_argument("--test-output", default="./output", help="folder for colourised images")
     parser.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                         help="more run folders to evaluate on the same images (a row each)")
     parser.add_argument("--json", default="", help="write the table as JSON to this file")
     parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval)")
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
-    parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N test images")
-    parser.add_argument("--render-size", type=int, default=None,
+    parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images")
+    parser.add_argument("--render-size", type=_not_negative, default=None,
                         help="colourise photos with the generator at this shorter side, 0 for full "
                              "resolution (default: the run's --image-size; see README)")
-    given, extra = split_flags(parser.parse_args(argv))
-    args = argparse.Namespace(**extra)
-    if args.max_images < 0 or (args.render_size or 0) < 0:
-        parser.error("--max-images and --render-size cannot be negative")
-    return given, args
 
 
 def main(argv=None) -> dict | list:
-    given, args = parse(argv)
+    """python test_eval.py: the test-split table of a run (and --compare runs), or --test-input."""
+    given, args = parse_command(argv, __doc__.splitlines()[0], add_flags)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
     if args.json and os.path.isdir(args.json):
         raise UserError(f"--json {args.json} is a folder: give a file name")
     if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
         raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
-    run_dir = inference.find_run(given.get("checkpoints_path", "./checkpoints"), given.get("name", "CGAN"))
+    requested = make_config(given)  # the flags' values, checked
+    run_dir = inference.find_run(requested.checkpoints_path, requested.name)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
-    if config.test_input:
+    if args.test_input:
         render = config.image_size if args.render_size is None else args.render_size
-        return inference.colorize_files(generator, config, config.test_input, config.test_output, render)
+        return inference.colorize_files(generator, config, args.test_input, args.test_output, render)
     runs = [(os.path.basename(os.path.normpath(run_dir)), generator, run_config)]
     for path in args.compare:
         other, other_config = inference.load_run(path)

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, data, devices, files, losses, metrics, models, plots, resume
-from colorgan.config import Config, UserError, as_flags
+from colorgan.config import Config, UserError, as_flags, make_config, parse_command
 from colorgan.resume import TrainingError, architecture
 
 PHASES = {"generator": "generator alone, L1 only", "discriminator": "discriminator alone, against the generator",
@@ -254,6 +254,17 @@ def _format_eta(seconds: float) -> str:
 def _append_history(run_dir: str, row: dict) -> None:
     with open(os.path.join(run_dir, "history.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def add_flags(parser) -> None:
+    parser.add_argument("--fresh", action="store_true",
+                        help="start anew: move an earlier run in <checkpoints-path>/<name> aside, to <name>.<date-time>")
+
+
+def main(argv=None) -> str:
+    """python train.py: train (or resume) the run the flags describe."""
+    given, options = parse_command(argv, "Train the colourisation GAN (see README.md).", add_flags)
+    return train(make_config(given), fresh=options.fresh)
 
 
 def train(config: Config, fresh: bool = False) -> str:

@@ -45,7 +45,6 @@ def folder(tmp_path):
     (["--l1-weight", "-5"], "--l1-weight cannot be negative"),
     (["--beta1", "1"], "--beta1 must be at least 0 and below 1"),
     (["--beta1", "-0.1"], "--beta1 must be at least 0 and below 1"),
-    (["--turing-test-delay", "nan"], "--turing-test-delay must be a finite number"),
     (["--width", "0"], "--width must be positive"),
     (["--name", "../../escape"], "--name must be one folder name"),
     (["--name", "/some/where"], "--name must be one folder name"),
@@ -121,6 +120,7 @@ def test_turing_port_and_results_are_checked(trained, tmp_path):
     run = ["--checkpoints-path", str(trained / "runs" / "run"), "--no-browser"]
     one_line_error(lambda: turing_main([*run, "--port", "70000"]), "a port is 0-65535")
     one_line_error(lambda: turing_main([*run, "--results", str(tmp_path)]), "is a folder")
+    one_line_error(lambda: turing_main([*run, "--turing-test-delay", "nan"]), "--turing-test-delay a number of seconds")
 
 
 def test_an_output_that_cannot_be_written(trained, tmp_path):

@@ -19,7 +19,7 @@ def test_presets_follow_the_authors_and_flags_win():
 def test_authors_defaults():
     c = config.make_config()
     assert (c.lr, c.lr_decay, c.lr_decay_rate, c.beta1, c.l1_weight, c.acc_thresh) == (3e-4, True, 0.1, 0.0, 100.0, 2.0)
-    assert (c.turing_test_size, c.turing_test_delay, c.color_space, c.label_smoothing) == (100, 0.0, "lab", False)
+    assert (c.color_space, c.label_smoothing) == ("lab", False)
 
 
 @pytest.mark.parametrize("text,value", [("true", True), ("1", True), ("YES", True), ("false", False),

@@ -7,11 +7,12 @@ fsynced the moment it arrives, so a crash loses nothing and a restarted server r
 participant where they stopped. The browser learns nothing about which image is real: random ids,
 the same alt text, and uncompressed PNGs of the same byte size.
 """
+import math
 import os
 import secrets
 import time
 
-from colorgan.config import Config, UserError, on_run
+from colorgan.config import UserError, make_config, on_run, parse_command
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it
 from colorgan.turing.server import NAME, Handler, Server, serve  # noqa: F401
@@ -22,6 +23,9 @@ from colorgan.turing.trials import GRACE, Item, TuringTest, prepare_items, to_pn
 
 def add_flags(parser):
     group = parser.add_argument_group("visual Turing test")
+    group.add_argument("--turing-test-size", type=int, default=100, help="number of trials (test images)")
+    group.add_argument("--turing-test-delay", type=float, default=0.0,
+                       help="seconds a pair stays visible (0: no limit)")
     group.add_argument("--participant", default="", help="name of the participant (web: filled in on the page)")
     group.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback only)")
     group.add_argument("--port", type=int, default=8000, help="port to serve on (0: any free port)")
@@ -34,15 +38,17 @@ def add_flags(parser):
     group.add_argument("--chart", default="", help="bar chart PNG of --summarize (default: beside the first file)")
 
 
-def main(config: Config, given: set, options):
+def main(argv=None):
     """python test_turing.py: prepare the trials of a trained run and run the test, or --summarize."""
+    given, options = parse_command(argv, __doc__, add_flags)
     if options.summarize:
         missing = [p for p in options.summarize if not os.path.isfile(p)]
         if missing:
             raise UserError(f"no results file {missing[0]!r}")
         return report(options.summarize, chart=options.chart)
-    if options.display_size < 8 or config.turing_test_size < 1 or config.turing_test_delay < 0:
-        raise UserError("--display-size must be at least 8, --turing-test-size at least 1 and the delay not negative")
+    if options.display_size < 8 or options.turing_test_size < 1 or not 0 <= options.turing_test_delay < math.inf:
+        raise UserError("--display-size must be at least 8, --turing-test-size at least 1 and --turing-test-delay "
+                        "a number of seconds, 0 or more")
     if options.participant and not NAME.fullmatch(options.participant):
         raise UserError("--participant: 1-40 letters, digits, spaces or . _ @ -")
     if not 0 <= options.port <= 65535:
@@ -50,14 +56,15 @@ def main(config: Config, given: set, options):
     if options.results and os.path.isdir(options.results):
         raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
     from colorgan import inference
-    run_dir = inference.find_run(config.checkpoints_path, config.name)
+    requested = make_config(given)  # the flags' values, checked
+    run_dir = inference.find_run(requested.checkpoints_path, requested.name)
     generator, run_config = inference.load_run(run_dir)
-    config = on_run(run_config, {k: getattr(config, k) for k in given}, run_dir)  # data, test size, delay
+    config = on_run(run_config, given, run_dir)  # its own data, or --dataset-path
     start = time.time()
-    items = prepare_items(generator, config, options.display_size)
+    items = prepare_items(generator, config, options.turing_test_size, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
     results = options.results or os.path.join(run_dir, "turing.jsonl")
-    test = TuringTest(items, results, config.turing_test_delay, model=os.path.basename(os.path.abspath(run_dir)))
+    test = TuringTest(items, results, options.turing_test_delay, model=os.path.basename(os.path.abspath(run_dir)))
     if options.ui == "matplotlib":
         return run_desktop(test, options.participant or "p-" + secrets.token_hex(3))
     serve(test, options.host, options.port, options.participant, not options.no_browser)

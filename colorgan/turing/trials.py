@@ -46,12 +46,12 @@ def _describe(full, source, index: int, root: str) -> tuple[str, str]:
     return os.path.relpath(path, root), folder if folder not in ("", "test", "val_256") else "unknown"
 
 
-def prepare_items(generator, config: Config, display_size: int = 256) -> list[Item]:
-    """config.turing_test_size test images, spread over the split (every class of a class-ordered
+def prepare_items(generator, config: Config, size: int, display_size: int = 256) -> list[Item]:
+    """size test images, spread over the split (every class of a class-ordered
     folder) and read as evaluation reads them, with their colourisations as display-size PNGs."""
     from colorgan import color, data, inference
     full = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    source = data.spread(full, config.turing_test_size)
+    source = data.spread(full, size)
     skipped = data.Skipped()
     batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped,  # 32 images
                                 with_rgb=True, source=source, with_index=True)  # of 256 px fit a laptop
