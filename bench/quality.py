@@ -89,7 +89,8 @@ def load_test(args) -> tuple[list, np.ndarray, dict]:
     config = cfg.make_config(dataset="cifar10", dataset_path=args.dataset_path, batch_size=250)
     source = data.spread(data.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
     batches, truth = [], {"features": [], "logits": [], "labels": []}
-    for gray, _, real, index in data.make_dataset(config, "test", with_rgb=True, source=source, with_index=True):
+    for batch in data.test_batches(config, source=source):
+        gray, real, index = batch["gray"], batch["rgb"], batch["index"]
         batches.append((gray, real))
         logits, feats = features.logits_and_features(real)
         truth["features"].append(feats), truth["logits"].append(logits)

@@ -420,19 +420,28 @@ def _to_model_input(rgb, color_space):
     return color.preprocess(rgb, color_space)
 
 
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One of several input pipelines' part of a training epoch (input_pipeline): shard index of
+    count of the shuffled indices, the first skip of them left unread (steps already done), and
+    exactly batches batches of batch_size."""
+    count: int = 1
+    index: int = 0
+    skip: int = 0
+    batches: int = 0
+    batch_size: int = 0
+
+
 def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
                  with_rgb: bool = False, source: Source | None = None, with_index: bool = False,
-                 shard: tuple[int, int] = (1, 0), skip: int = 0, batches: int = 0,
-                 batch_size: int = 0) -> tf.data.Dataset:
+                 part: Part = Part()) -> tf.data.Dataset:
     """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
     then the 8-bit sRGB images (bs, S, S, 3) when with_rgb, and each image's index in the source
     (bs,) when with_index.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
-    source: a part of the split (spread) instead of all of it. For one of several input pipelines
-    (input_pipeline): shard (count, index) of the shuffled indices, the first skip of them left
-    unread, exactly batches batches of batch_size.
+    source: a part of the split (spread) instead of all of it; part: one input pipeline's part.
     """
     source = source or load_source(config.dataset, config.dataset_path, split, config.seed)
     skipped = skipped if skipped is not None else Skipped()
@@ -470,19 +479,27 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
         ds = tf.data.Dataset.range(source.size)
         if train:
             ds = ds.shuffle(source.size, seed=shuffle_seed, reshuffle_each_iteration=False)
-    if shard[0] > 1:  # before reading: each pipeline decodes only its own images
-        ds = ds.shard(*shard)
-    if skip:
-        ds = ds.skip(skip)
+    if part.count > 1:  # before reading: each pipeline decodes only its own images
+        ds = ds.shard(part.count, part.index)
+    if part.skip:
+        ds = ds.skip(part.skip)
     ds = ds.map(with_uniforms).batch(CHUNK)
-    if batches:  # images left out (gray, unreadable) must not cost a worker a step: the others would wait
+    if part.batches:  # images left out (gray, unreadable) must not cost a worker a step: the others would wait
         ds = ds.repeat()
     ds = ds.map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
     ds = ds.filter(lambda rgb, keep, *index: keep).map(lambda rgb, _, *index: (rgb, *index))
-    ds = ds.batch(batch_size or config.batch_size, drop_remainder=train)
-    if batches:
-        ds = ds.take(batches)
+    ds = ds.batch(part.batch_size or config.batch_size, drop_remainder=train)
+    if part.batches:
+        ds = ds.take(part.batches)
     return ds.map(outputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def test_batches(config: Config, split: str = "test", source: Source | None = None,
+                 skipped: Skipped | None = None) -> tf.data.Dataset:
+    """Evaluation batches of a split in a fixed order as dicts: "gray" and "colour" (the model's
+    input and target), "rgb" (the 8-bit sRGB images) and "index" (each image's in the source)."""
+    return make_dataset(config, split, skipped=skipped, with_rgb=True, source=source, with_index=True).map(
+        lambda gray, colour, rgb, index: dict(gray=gray, colour=colour, rgb=rgb, index=index))
 
 
 def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputContext, done: int = 0,
@@ -501,9 +518,9 @@ def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputConte
     per_replica = context.get_per_replica_batch_size(config.batch_size)
     share = config.batch_size // pipelines  # images per step in this pipeline
     steps = max(1, source.size // config.batch_size)
-    return make_dataset(config, "train", epoch, skipped, with_index=with_index,
-                        shard=(pipelines, context.input_pipeline_id), skip=done * share,
-                        batches=(steps - done) * (share // per_replica), batch_size=per_replica)
+    part = Part(pipelines, context.input_pipeline_id, skip=done * share,
+                batches=(steps - done) * (share // per_replica), batch_size=per_replica)
+    return make_dataset(config, "train", epoch, skipped, with_index=with_index, part=part)
 
 
 def ab_histogram(config: Config, images: int = 4096) -> tuple[np.ndarray, int]:

@@ -53,12 +53,12 @@ def prepare_items(generator, config: Config, size: int, display_size: int = 256)
     full = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
     source = data.spread(full, size)
     skipped = data.Skipped()
-    batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped,  # 32 images
-                                with_rgb=True, source=source, with_index=True)  # of 256 px fit a laptop
+    # 32 images of 256 px at a time fit a laptop
+    batches = data.test_batches(dataclasses.replace(config, batch_size=32), source=source, skipped=skipped)
     items = []
-    for gray, _, real, index in batches:
-        fake = color.to_uint8(inference.colorize_batch(generator, config, gray)).numpy()
-        for i, r, f in zip(index.numpy(), real.numpy(), fake):
+    for batch in batches:
+        fake = color.to_uint8(inference.colorize_batch(generator, config, batch["gray"])).numpy()
+        for i, r, f in zip(batch["index"].numpy(), batch["rgb"].numpy(), fake):
             items.append(Item(*_describe(full, source, int(i), config.dataset_path or "."),
                               to_png(r, display_size), to_png(f, display_size)))
     if skipped.gray or skipped.unreadable:
