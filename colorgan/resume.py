@@ -1,5 +1,5 @@
-"""Run folders and checkpoints: refuse one of other networks, move an earlier run aside when asked,
-stop cleanly on a signal, and resume from the newest checkpoint that restores. Nothing is
+"""Run folders and checkpoints: one train.py per folder, refuse a run of other networks, move an
+earlier run aside when asked, and resume from the newest checkpoint that restores. Nothing is
 overwritten or deleted silently."""
 import contextlib
 import dataclasses
@@ -8,105 +8,17 @@ import glob
 import json
 import os
 import shutil
-import signal
 import time
 
 import tensorflow as tf
 
 from colorgan import files
+from colorgan.devices import is_chief
 from colorgan.config import ARCHITECTURE, Config, UserError, differences, first_line, load_config, on_run
 
 
 class TrainingError(UserError):
     """Training cannot go on: a NaN loss, or a checkpoint that does not fit."""
-
-
-class Stop:
-    """SIGINT / SIGTERM ask the loop to stop after the current step, save, and exit.
-
-    coordinated: several workers, whose SIGTERM TensorFlow's preemption handler watches
-    (coordinate_preemption); SIGINT is passed on to it as SIGTERM.
-    """
-
-    def __init__(self, coordinated: bool = False):
-        self.signal, self.coordinated, self.previous = None, coordinated, {}
-        for sig in (signal.SIGINT,) if coordinated else (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
-
-    def handle(self, signum, frame):
-        if self.signal is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        if self.coordinated:
-            print(f"\n{self.signal}: every worker saves at the same step, then stops", flush=True)
-            os.kill(os.getpid(), signal.SIGTERM)  # what the preemption handler watches
-        else:
-            print(f"\n{self.signal}: saving a checkpoint after this step, then stopping", flush=True)
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-class Preempted(Exception):
-    """A worker got SIGTERM, and every worker has saved a checkpoint at the same step."""
-
-
-def coordinate_preemption(strategy, checkpoint, manager, step, run_dir: str):
-    """On several workers, TensorFlow's PreemptionCheckpointHandler (None otherwise: Stop does it).
-
-    A SIGTERM to any worker makes every worker save at the same step, with its own manager
-    (numbered by step), and raise Preempted: a worker that stopped alone would leave the others
-    waiting in the next all-reduce. It watches SIGTERM from its creation on (before, TensorFlow
-    ignores it) and restores the newest checkpoint of the chief's folder on every worker.
-    """
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.cluster_resolver.cluster_spec().jobs):
-        return None
-
-    def stop():
-        raise Preempted
-
-    termination = tf.distribute.experimental.TerminationConfig(
-        exit_fn=stop, save_fn=lambda: save(manager, int(step.numpy())))
-    return tf.distribute.experimental.PreemptionCheckpointHandler(
-        strategy.cluster_resolver, checkpoint, os.path.join(run_dir, "checkpoints"), termination)
-
-
-def end_preemption(handler, strategy, run_dir: str) -> None:
-    """Stop the handler's watcher threads while every worker is still up and remove the folder it
-    made for a non-chief's saves, unused here. TensorFlow stops the threads only in the handler's
-    __del__, which never runs while they hold it: these are the two calls it makes (TF 2.21)."""
-    if handler is None:
-        return
-    handler._stop_cluster_wise_termination_watcher_thread()
-    handler._stop_poll_termination_signal_thread()
-    if not is_chief():
-        shutil.rmtree(os.path.join(run_dir, f"workertemp_{strategy.cluster_resolver.task_id}"), ignore_errors=True)
-
-
-def tf_config() -> dict:
-    """TF_CONFIG as a dict ({} when unset); anything but a JSON object with a cluster and a task of
-    the right kinds is a one-line error, before TensorFlow reads it."""
-    text = os.environ.get("TF_CONFIG") or ""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise UserError(f"TF_CONFIG is not JSON ({error})") from None
-    if not (isinstance(value, dict) and isinstance(value.get("cluster"), dict) and isinstance(value.get("task"), dict)
-            and isinstance(value["task"].get("index", 0), int)):
-        raise UserError('TF_CONFIG must be a JSON object such as {"cluster": {"worker": ["host1:12345", '
-                        '"host2:12345"]}, "task": {"type": "worker", "index": 0}}')
-    return value
-
-
-def is_chief() -> bool:
-    cluster = tf_config()
-    task = cluster.get("task", {})
-    return not cluster or task.get("type") in (None, "chief") or (
-        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster.get("cluster", {}))
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import color, data, devices, files, losses, metrics, models, plots, resume
+from colorgan import color, data, devices, files, losses, metrics, models, plots, resume, stopping
 from colorgan.config import Config, UserError, as_flags, make_config, parse_command
 from colorgan.resume import TrainingError, architecture
 
@@ -303,7 +303,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
     checkpoint = tf.train.Checkpoint(**run.state())  # and, on one device, each epoch's data iterator
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), config.keep_checkpoints)
-    preemption = resume.coordinate_preemption(strategy, checkpoint, manager, run.step, config.run_dir)
+    preemption = stopping.coordinate_preemption(strategy, checkpoint, manager, run.step, config.run_dir)
     loop = Loop(run, run_dir, checkpoint, manager, tf.summary.create_file_writer(os.path.join(run_dir, "logs")),
                 _fixed_samples(config), total_steps, preemption)
     start_epoch = int(run.epoch.numpy())
@@ -315,7 +315,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
             write_samples(run, loop.samples, run_dir, loop.writer)  # the finished model's, as at --max-steps
     finally:
         loop.stop.restore()
-        resume.end_preemption(preemption, strategy, config.run_dir)
+        stopping.end_preemption(preemption, strategy, config.run_dir)
     history = os.path.join(run_dir, "history.jsonl")
     if os.path.exists(history):  # also without validation: the curves of the whole run
         plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
@@ -328,7 +328,7 @@ class Loop:
     def __init__(self, run, run_dir, checkpoint, manager, writer, samples, total_steps, preemption=None):
         self.run, self.run_dir, self.checkpoint, self.manager = run, run_dir, checkpoint, manager
         self.writer, self.samples, self.total_steps = writer, samples, total_steps
-        self.preemption, self.stop = preemption, resume.Stop(coordinated=preemption is not None)
+        self.preemption, self.stop = preemption, stopping.Stop(coordinated=preemption is not None)
 
     def epoch(self, epoch: int, start_epoch: int, latest: str | None) -> bool:
         """Train one epoch; True when training must stop (max steps or a signal) before its end."""
@@ -370,7 +370,7 @@ class Loop:
         for batch in iterator:
             try:  # tensors: reading them back would wait for the device each step
                 values = self.preemption.run(train_step, batch) if self.preemption else train_step(batch)
-            except resume.Preempted:  # the preemption handler saved this step on every worker
+            except stopping.Preempted:  # the preemption handler saved this step on every worker
                 return self._stopped(step, "SIGTERM to a worker: every worker saved at this step")
             step += 1
             speed.count(config.batch_size)

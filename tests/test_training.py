@@ -17,7 +17,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, devices, images, losses, models, resume, training
+from colorgan import config, data, devices, images, losses, models, resume, stopping, training
 from tests.conftest import CIFAR, ROOT
 
 READ_IMAGE = images.read_image
@@ -398,7 +398,7 @@ def test_ctrl_c_on_a_worker_is_passed_to_the_preemption_handler():
         got.append(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
-    stop = resume.Stop(coordinated=True)
+    stop = stopping.Stop(coordinated=True)
     try:
         assert signal.getsignal(signal.SIGTERM) is handler  # left to the handler
         os.kill(os.getpid(), signal.SIGINT)
