@@ -27,15 +27,44 @@ def _cross_entropy(logits, label):
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits)
 
 
+def _bce_fake(fake):
+    return _cross_entropy(fake, 0.0)
+
+
+def _bce_fooled(fake):
+    return _cross_entropy(fake, 1.0)
+
+
+def _ls_real(real, label):
+    return 0.5 * tf.square(real - label)
+
+
+def _ls_fake(fake):
+    return 0.5 * tf.square(fake)
+
+
+def _ls_fooled(fake):
+    return 0.5 * tf.square(fake - 1.0)
+
+
+def _hinge_real(real, label):  # no label to smooth: the margin is 1
+    return tf.nn.relu(1.0 - real)
+
+
+def _hinge_fake(fake):
+    return tf.nn.relu(1.0 + fake)
+
+
+def _hinge_fooled(fake):
+    return -fake
+
+
 # Per-patch losses of float32 logits for each --gan-loss: (D on real patches against the real label,
 # D on fake patches, G on fake patches). bce is the paper's cross-entropy; lsgan the least squares of
-# Mao et al. 2017; hinge that of Lim & Ye 2017 / SAGAN, whose real term has no label to smooth.
-PATCH_LOSSES = {
-    "bce": (_cross_entropy, lambda fake: _cross_entropy(fake, 0.0), lambda fake: _cross_entropy(fake, 1.0)),
-    "lsgan": (lambda real, label: 0.5 * tf.square(real - label), lambda fake: 0.5 * tf.square(fake),
-              lambda fake: 0.5 * tf.square(fake - 1.0)),
-    "hinge": (lambda real, label: tf.nn.relu(1.0 - real), lambda fake: tf.nn.relu(1.0 + fake), lambda fake: -fake),
-}
+# Mao et al. 2017; hinge that of Lim & Ye 2017 / SAGAN. Named functions, not lambdas: AutoGraph
+# cannot tell apart two lambdas on one line.
+PATCH_LOSSES = {"bce": (_cross_entropy, _bce_fake, _bce_fooled), "lsgan": (_ls_real, _ls_fake, _ls_fooled),
+                "hinge": (_hinge_real, _hinge_fake, _hinge_fooled)}
 
 
 def _patch_losses(kind: str):
