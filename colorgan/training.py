@@ -278,11 +278,11 @@ def train(config: Config, fresh: bool = False) -> str:
 
 
 def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str:
-    run_dir = resume.prepare(config, fresh)
     print(f"settings: the {config.dataset} preset with {as_flags(config) or 'nothing changed'} "
-          f"(every setting is saved in {os.path.join(run_dir, 'config.json')})", flush=True)
-    for split in ("train", "test"):
+          f"(every setting is saved in {os.path.join(config.run_dir, 'config.json')})", flush=True)
+    for split in ("train", "test"):  # first: a run without data leaves no folder behind
         print(data.describe(config, split))
+    run_dir = resume.prepare(config, fresh)
     run = Run(config, strategy, pretrained=not resume.has_checkpoint(config.run_dir))
     run.build_steps()
     print(f"devices: {strategy.num_replicas_in_sync} replica(s), dtype policy {run.policy} ({run.policy_reason}), "

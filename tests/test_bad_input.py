@@ -171,6 +171,7 @@ def test_an_empty_folder_is_one_line_after_no_tensorflow_log(tmp_path):
                                                                    ".tif, .tiff, .webp) for the train split")
     assert not log_line.search(quiet.stdout + quiet.stderr), quiet.stderr
     assert quiet.stderr.count("\n") == 1 and len(quiet.stdout.splitlines()) == 1  # the error; the changed settings
+    assert not (tmp_path / "CGAN").exists()  # no run folder without data
     loud = subprocess.run(command, cwd=ROOT, env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"), capture_output=True, text=True,
                           timeout=120)
     assert loud.returncode == 1 and log_line.search(loud.stderr)  # a user's own level wins
