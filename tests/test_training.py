@@ -200,7 +200,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
 
 
 def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
-    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125, beta1=0.5)
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125, beta1=0.5,
+                             mixed_precision="off")  # the same path on every host
     run = training.Run(cfg, tf.distribute.get_strategy())
     run.build_steps()
     gray, colour = next(iter(data.make_dataset(cfg, "train")))
