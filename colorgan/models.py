@@ -8,6 +8,7 @@ truncated normal = lecun_normal). BatchNorm comes before the activation.
 import functools
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from colorgan.config import UserError, first_line
@@ -55,11 +56,82 @@ def total_stride(dataset="cifar10", model="gan", backbone="none"):
     return stride
 
 
+# ------------------------------------------------------------------------------------------------
+# The kernel's gradient as one matmul where oneDNN's own is slow. Its weight-gradient kernels reach
+# 1/6 to 1/2 of the matmul peak where the output map is small against the channels (2x2 to 8x8 maps
+# at 256-1024 channels: the deep half of the U-Net and D), in bfloat16 above all; there, the patches
+# of the input times the output's gradient, one matmul, is 1.2-6x faster (bench/README.md, "The
+# kernel gradient"). The forward pass and the input's gradient are TensorFlow's own ops, unchanged.
+MATMUL_KERNEL_GRADIENT = True  # False: TensorFlow's own gradient everywhere (tests and bench compare)
+
+
+def _kernel_gradient_by_matmul(images, output_grad, kernel_size: int) -> bool:
+    """Whether the measured rule (bench/README.md) picks the matmul for this layer's kernel gradient."""
+    _, height, width, cout = output_grad.shape
+    if not MATMUL_KERNEL_GRADIENT or None in (height, width) or tf.config.list_logical_devices("GPU"):
+        return False  # unknown sizes, or a GPU (cuDNN's kernels are not oneDNN's): the standard op
+    if kernel_size ** 2 * images.shape[-1] < 2048 or cout < 256:
+        return False  # a short product: patch extraction costs more than it saves
+    pixels = height * width
+    if output_grad.dtype == tf.bfloat16:
+        return pixels <= 64
+    return pixels <= 4 or (pixels <= 16 and cout >= 1024)  # float32 kernels fare better in oneDNN
+
+
+def _kernel_gradient(images, output_grad, kernel_shape, stride: int, padding: str):
+    """dLoss/dkernel of a convolution of images (bs, H, W, Cin) whose output's gradient is output_grad
+    (bs, h, w, Cout), for a kernel (k, k, Cin, Cout)."""
+    k, strides = kernel_shape[0], [1, stride, stride, 1]
+    if not _kernel_gradient_by_matmul(images, output_grad, k):
+        return tf.raw_ops.Conv2DBackpropFilter(input=images, filter_sizes=kernel_shape, out_backprop=output_grad,
+                                               strides=strides, padding=padding)
+    # the same padding rule as the convolution's, and patches in the kernel's (k, k, Cin) order
+    patches = tf.image.extract_patches(images, [1, k, k, 1], strides, [1, 1, 1, 1], padding)  # (bs, h, w, k*k*Cin)
+    grad = tf.matmul(tf.reshape(patches, (-1, patches.shape[-1])), tf.reshape(output_grad, (-1, kernel_shape[-1])),
+                     transpose_a=True)  # (k*k*Cin, Cout)
+    return tf.reshape(grad, kernel_shape)
+
+
+@keras.saving.register_keras_serializable("colorgan")
+class Conv2D(layers.Conv2D):
+    """Keras' Conv2D (same weights, same forward op) whose kernel gradient may be one matmul."""
+
+    def convolution_op(self, inputs, kernel):
+        stride, padding = self.strides[0], self.padding.upper()
+
+        @tf.custom_gradient
+        def conv(images, kernel):
+            def grad(output_grad):
+                return (tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(images), filter=kernel,
+                                                       out_backprop=output_grad, strides=[1, stride, stride, 1],
+                                                       padding=padding),
+                        _kernel_gradient(images, output_grad, list(kernel.shape), stride, padding))
+            return super(Conv2D, self).convolution_op(images, kernel), grad
+        return conv(inputs, tf.convert_to_tensor(kernel))
+
+
+@keras.saving.register_keras_serializable("colorgan")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul."""
+
+    def call(self, inputs):
+        stride, padding = self.strides[0], self.padding.upper()
+
+        @tf.custom_gradient
+        def conv_transpose(images, kernel):  # the gradient of a convolution from the output to images
+            def grad(output_grad):
+                return (tf.nn.conv2d(output_grad, kernel, stride, padding),
+                        _kernel_gradient(output_grad, images, list(kernel.shape), stride, padding))
+            return keras.ops.conv_transpose(images, kernel, self.strides, self.padding), grad
+        outputs = conv_transpose(inputs, tf.convert_to_tensor(self.kernel))
+        return keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, -1))) if self.use_bias else outputs
+
+
 def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync=False, spectral=False):
     """4x4 conv (or transposed conv, or spectrally normalised conv) -> optional BatchNorm ->
     LeakyReLU(0.2) or ReLU."""
-    conv = (layers.Conv2DTranspose if transpose else layers.Conv2D)(filters, 4, strides, padding="same",
-                                                                    kernel_initializer=_INIT, name=name)
+    conv = (Conv2DTranspose if transpose else Conv2D)(filters, 4, strides, padding="same",
+                                                      kernel_initializer=_INIT, name=name)
     x = (layers.SpectralNormalization(conv, name=name + "_sn") if spectral else conv)(x)
     if bn:
         x = layers.BatchNormalization(synchronized=sync, name=name + "_bn")(x)

@@ -3,7 +3,9 @@ import colorgan  # noqa: F401  (before TensorFlow)
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from colorgan import models
 from colorgan.models import build_discriminator, build_generator, total_stride
 
 
@@ -132,3 +134,41 @@ def test_spectral_norm_bounds_every_discriminator_kernel():
     sigmas = top_singular_values(normalised)
     assert len(sigmas) == 5 and np.allclose(sigmas, 1.0, atol=0.05), sigmas
     assert not top_singular_values(build_discriminator("cifar10", width=0.125))  # the paper's: none
+
+
+@pytest.mark.parametrize("transpose, images, filters, matmul, policy", [
+    (False, (16, 4, 4, 512), 512, True, "float32"),  # enc4: a 2x2 output map, where the rule takes the matmul
+    (True, (16, 4, 4, 1024), 256, True, "float32"),  # dec1: its kernel gradient is a convolution from 8x8 to 4x4
+    (False, (16, 16, 16, 64), 128, False, "float32"),  # enc1: oneDNN's own kernel
+    (False, (16, 8, 8, 256), 512, True, "mixed_bfloat16")])  # enc3: in bfloat16, maps up to 8x8 take the matmul
+def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them(transpose, images, filters, matmul,
+                                                                                policy):
+    ours, keras_own = ((models.Conv2DTranspose, keras.layers.Conv2DTranspose) if transpose
+                       else (models.Conv2D, keras.layers.Conv2D))
+    # the reference computes in float32: TensorFlow's own bfloat16 kernel gradient without oneDNN (Eigen's,
+    # TF_ENABLE_ONEDNN_OPTS=0, the path of CPUs without native bfloat16) is off by far more than rounding
+    layers = [ours(filters, 4, 2, padding="same", kernel_initializer="lecun_normal", bias_initializer="normal",
+                   dtype=policy),
+              keras_own(filters, 4, 2, padding="same", dtype="float32")]
+    for layer in layers:
+        layer.build(images)
+    layers[1].set_weights(layers[0].get_weights())
+    x = tf.random.stateless_normal(images, (1, 2))
+
+    @tf.function  # a graph, as in training: the sizes are known, so the rule can pick the matmul
+    def gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(tf.shape(y), (3, 4)))
+        return [y, *tape.gradient(loss, [x, layer.kernel, layer.bias])]
+
+    dtype = layers[0].compute_dtype
+    x_out = tf.zeros((images[0], images[1] * 2, images[2] * 2, filters), dtype) if transpose else tf.cast(x, dtype)
+    y_out = tf.cast(x, dtype) if transpose else tf.zeros((images[0], images[1] // 2, images[2] // 2, filters), dtype)
+    assert models._kernel_gradient_by_matmul(x_out, y_out, 4) == matmul
+    tolerance = 1e-4 if dtype == "float32" else 3e-2  # bfloat16 keeps 8 bits: inputs and outputs round at 0.4%
+    for name, a, b in zip(("output", "input gradient", "kernel gradient", "bias gradient"),
+                          gradients(layers[0]), gradients(layers[1])):
+        a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * float(np.max(np.abs(b))), err_msg=name)

@@ -218,6 +218,27 @@ def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
     assert not all(np.array_equal(a, b) for a, b in zip(before, state()))  # a good step is applied again
 
 
+def test_the_matmul_kernel_gradient_gives_the_same_step_as_tensorflows(monkeypatch):
+    # half width: the deep layers still have the channels and 2x2 maps for which the rule picks the matmul
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.5, mixed_precision="off")
+    batch = next(iter(data.make_dataset(cfg, "train")))
+    results = {}
+    for matmul in (False, True):
+        monkeypatch.setattr(models, "MATMUL_KERNEL_GRADIENT", matmul)
+        run = training.Run(cfg, tf.distribute.get_strategy())  # the same seed: the same weights and dropout
+        run.build_steps()
+        graph = run.train_steps["gan"].get_concrete_function(batch).graph
+        patches = sum(op.type == "ExtractImagePatches" for op in graph.get_operations())
+        losses = run.train_steps["gan"](batch)
+        results[matmul] = (patches, {k: float(v) for k, v in losses.items()},
+                           [v.numpy() for v in (*run.generator.trainable_variables, *run.discriminator.trainable_variables)])
+    (patches_tf, losses_tf, weights_tf), (patches, losses, weights) = results[False], results[True]
+    assert patches_tf == 0 and patches == 4  # enc4 and dec0 (2x2 maps), in each of the two G updates
+    assert losses == pytest.approx(losses_tf, rel=1e-5)
+    # Adam's first step moves every weight by about lr: the two differ by float32 rounding only
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(weights, weights_tf)) < 1e-3 * cfg.lr
+
+
 def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
     run_dir = tmp_path / "run"
