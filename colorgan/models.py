@@ -58,10 +58,10 @@ def total_stride(dataset="cifar10", model="gan", backbone="none"):
 
 # ------------------------------------------------------------------------------------------------
 # The kernel's gradient as one matmul where oneDNN's own is slow. Its weight-gradient kernels reach
-# 1/6 to 1/2 of the matmul peak where the output map is small against the channels (2x2 to 8x8 maps
-# at 256-1024 channels: the deep half of the U-Net and D), in bfloat16 above all; there, the patches
-# of the input times the output's gradient, one matmul, is 1.2-6x faster (bench/README.md, "The
-# kernel gradient"). The forward pass and the input's gradient are TensorFlow's own ops, unchanged.
+# 8-40% of the matmul peak where the output map is small against the channels (2x2 to 8x8 maps at
+# 256-1024 channels: the deep half of the U-Net and D), in bfloat16 above all; there, the patches of
+# the input times the output's gradient, one matmul, is 1.2-6x faster (bench/README.md, "The kernel
+# gradient as one matmul"). The forward pass and the input's gradient are TensorFlow's own ops.
 MATMUL_KERNEL_GRADIENT = True  # False: TensorFlow's own gradient everywhere (tests and bench compare)
 
 
@@ -112,7 +112,8 @@ class Conv2D(layers.Conv2D):
 
 @keras.saving.register_keras_serializable("colorgan")
 class Conv2DTranspose(layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul."""
+    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul;
+    as _block builds it: channels last, no output padding, dilation or activation."""
 
     def call(self, inputs):
         stride, padding = self.strides[0], self.padding.upper()
