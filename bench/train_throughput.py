@@ -3,13 +3,14 @@ matmul peak of the dtype it computes in, measured in the same run.
 
     python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
-        [--compare] [--compare-gradients] [--profile-iterations 2] [--json OUT]
+        [--compare] [--compare-ops] [--profile-iterations 2] [--json OUT]
 
 Times `Run.train_steps["gan"]` (colorgan/training.py) on random batches already in memory: 2 warm-up
 iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
-process and prints the ratio; --compare-gradients also times TensorFlow's own kernel gradients in
-place of colorgan's matmul ones (models.MATMUL_KERNEL_GRADIENT). Then a profile of a few iterations
+process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
+ops in place of colorgan's kernel gradients and fused BatchNorm (models.MATMUL_KERNEL_GRADIENT,
+models.FUSED_BATCHNORM). Then a profile of a few iterations
 (TensorFlow's profiler) gives the ten costliest op types and the share of op time that is neither
 convolution nor matmul, the part of the step a regression usually hides in. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras
 layers: the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA
@@ -32,7 +33,7 @@ import tensorflow as tf
 from colorgan import config as cfg, devices, models, training
 
 MATMUL_OPS = ("Conv2D", "MatMul", "ExtractImagePatches")  # op types that are convolution work
-GRADIENTS = {True: "colorgan's (matmul where faster)", False: "TensorFlow's"}
+OPS = {True: "colorgan's", False: "Keras' and TensorFlow's own"}
 
 
 def machine_cpu_seconds() -> float:
@@ -113,9 +114,9 @@ def op_profile(step, batch, iterations: int) -> dict:
                 not_matmul=sum(share for op, share in ops if not any(m in op for m in MATMUL_OPS)))
 
 
-def measure(config: cfg.Config, iterations: int, profile_iterations: int, matmul_gradient: bool = True) -> dict:
+def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: bool = True) -> dict:
     """Time the training step under config's precision; float() waits for each step's result."""
-    models.MATMUL_KERNEL_GRADIENT = matmul_gradient  # read when the step is traced
+    models.MATMUL_KERNEL_GRADIENT = models.FUSED_BATCHNORM = ours  # read when the step is traced
     run = training.Run(config, tf.distribute.get_strategy())
     run.build_steps()
     try:
@@ -137,7 +138,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, matmul
         flops = iteration_flops(run)
         profile = op_profile(run.train_steps["gan"], batch, profile_iterations) if profile_iterations else {}
         return dict(policy=run.policy, reason=run.policy_reason, compute_dtype=compute, iteration_s=times,
-                    matmul_gradient=matmul_gradient, profile=profile,
+                    colorgan_ops=ours, profile=profile,
                     median_iteration_s=seconds, images_per_s=bs / seconds, flops_per_image=flops,
                     achieved_gflops=flops * bs / seconds / 1e9, matmul_peak_gflops=peak,
                     percent_of_peak=100 * flops * bs / seconds / 1e9 / peak, others_cores=others,
@@ -154,8 +155,8 @@ def main():
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations after 2 warm-up ones")
     parser.add_argument("--compare", action="store_true", help="also time float32 in the same run")
-    parser.add_argument("--compare-gradients", action="store_true",
-                        help="also time TensorFlow's own kernel gradients (models.MATMUL_KERNEL_GRADIENT off)")
+    parser.add_argument("--compare-ops", action="store_true",
+                        help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm)")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
@@ -169,34 +170,34 @@ def main():
         config = cfg.make_config(**preset, mixed_precision=precision)
         if results and (not args.compare or results[0]["policy"] == "float32"):
             break
-        for matmul in (True, False) if args.compare_gradients else (True,):
+        for ours in (True, False) if args.compare_ops else (True,):
             print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision}, "
-                  f"{GRADIENTS[matmul]} kernel gradients ...", flush=True)
+                  f"{OPS[ours]} ops ...", flush=True)
             results.append(dict(mixed_precision=precision,
-                                **measure(config, args.iterations, args.profile_iterations, matmul)))
+                                **measure(config, args.iterations, args.profile_iterations, ours)))
     host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 "unknown CPU")
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     print(f"\n{host}, {os.cpu_count()} cores, bfloat16 flags {devices.cpu_bfloat16_flags() or 'none'}"
           f"{f', ONEDNN_MAX_CPU_ISA={isa}' if isa else ''}; {config.dataset}, batch {config.batch_size}, "
           f"XLA {'on' if args.jit_compile else 'off'}, TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
-    print("| precision | kernel gradients | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
-          "| % of peak | vs float32 | vs TensorFlow's gradients | not conv/matmul (of op time) | others' CPU (cores) |")
+    print("| precision | ops | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
+          "| % of peak | vs float32 | vs Keras' own ops | not conv/matmul (of op time) | others' CPU (cores) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    base = next((r for r in results if r["policy"] == "float32" and r["matmul_gradient"]), None)
+    base = next((r for r in results if r["policy"] == "float32" and r["colorgan_ops"]), None)
     for r in results:
         ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
-        own = next((o for o in results if o["policy"] == r["policy"] and not o["matmul_gradient"]), None)
+        own = next((o for o in results if o["policy"] == r["policy"] and not o["colorgan_ops"]), None)
         vs_own = f"{r['images_per_s'] / own['images_per_s']:.2f}x" if own else "-"
         share = f"{100 * r['profile']['not_matmul']:.1f}%" if r["profile"] else "-"
-        print(f"| {r['policy']} ({r['reason']}) | {GRADIENTS[r['matmul_gradient']]} | {r['images_per_s']:.1f} | "
+        print(f"| {r['policy']} ({r['reason']}) | {OPS[r['colorgan_ops']]} | {r['images_per_s']:.1f} | "
               f"{1000 * r['median_iteration_s']:,.0f} | {r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.1f} | "
               f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | {ratio} | {vs_own} | "
               f"{share} | {r['others_cores']:.2f} |")
     if any(r["others_cores"] > 0.2 for r in results):
         print("\nWARNING: other processes used more than 0.2 cores: a noisy run, repeat it")
     for r in (r for r in results if r["profile"]):
-        print(f"\nop profile, {r['policy']}, {GRADIENTS[r['matmul_gradient']]} kernel gradients "
+        print(f"\nop profile, {r['policy']}, {OPS[r['colorgan_ops']]} ops "
               f"({args.profile_iterations} iterations; inter-op threads idle {100 * r['profile']['idle']:.1f}% of their time):")
         print("| op type | share of op time |\n|---|---|")
         for op, share in r["profile"]["ops"]:

@@ -172,3 +172,33 @@ def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them
                           gradients(layers[0]), gradients(layers[1])):
         a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * float(np.max(np.abs(b))), err_msg=name)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
+    ours = models.BatchNormalization(dtype=policy, momentum=0.9)
+    keras_own = keras.layers.BatchNormalization(dtype="float32", momentum=0.9)  # the reference in float32
+    x = tf.random.stateless_normal((8, 4, 4, 64), (1, 2)) * 3 + 1
+    for layer in (ours, keras_own):
+        layer.build(x.shape)
+        layer.gamma.assign(tf.random.stateless_uniform((64,), (3, 4), 0.5, 1.5))
+        layer.beta.assign(tf.random.stateless_normal((64,), (5, 6)))
+
+    @tf.function
+    def train(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(tf.shape(y), (7, 8)))
+        return [y, *tape.gradient(loss, [x, layer.gamma, layer.beta])]
+
+    tolerance = 1e-5 if policy == "float32" else 3e-2
+    ops = [op.type for op in train.get_concrete_function(ours).graph.get_operations()]
+    assert "FusedBatchNormV3" in ops
+    for name, a, b in zip(("output", "input gradient", "gamma gradient", "beta gradient"), train(ours), train(keras_own)):
+        a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(b)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * float(np.max(np.abs(b))), err_msg=name)
+    for ours_stat, keras_stat in ((ours.moving_mean, keras_own.moving_mean), (ours.moving_variance, keras_own.moving_variance)):
+        np.testing.assert_allclose(ours_stat.numpy(), keras_stat.numpy(), rtol=1e-6 if policy == "float32" else 1e-2)
+    np.testing.assert_allclose(np.asarray(tf.cast(ours(x, training=False), tf.float32)), keras_own(x, training=False),
+                               rtol=tolerance, atol=tolerance * 10)  # inference: Keras' own path, the same statistics
