@@ -10,18 +10,20 @@ iterations (the first traces), then the median of --iterations timed ones. The p
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
 ops in place of colorgan's kernel gradients and fused BatchNorm (models.MATMUL_KERNEL_GRADIENT,
-models.FUSED_BATCHNORM). Then a profile of a few iterations
-(TensorFlow's profiler) gives the ten costliest op types and the share of op time that is neither
-convolution nor matmul, the part of the step a regression usually hides in. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras
-layers: the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA
-variants, are in bench/README.md. The peak is a 2048^3 tf.matmul in the step's compute dtype, best of
+models.FUSED_BATCHNORM). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
+costliest op types and the share of op time that is neither convolution nor matmul, where a
+regression would show. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras layers:
+the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA variants, are
+in bench/README.md. The peak is a 2048^3 tf.matmul in the step's compute dtype, best of
 several. The CPU the *other* processes used during the timed loop is printed: on a 2-core machine
 one busy neighbour halves the figure.
 """
 import argparse
+import glob
 import json
 import os
 import statistics
+import tempfile
 import time
 
 
@@ -91,8 +93,6 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 8, trials: int = 5) -> float:
 def op_profile(step, batch, iterations: int) -> dict:
     """Self time per op type over a profile of iterations (TensorFlow's profiler, its op-stats
     tool), as shares of all op time: {"ops": [(type, share), ...], "not_matmul": share, "idle": share}."""
-    import glob
-    import tempfile
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # no public converter in TF 2.21
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
@@ -145,6 +145,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: 
                     finite_losses=all(np.isfinite(list(losses.values()))))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        models.MATMUL_KERNEL_GRADIENT = models.FUSED_BATCHNORM = True
 
 
 def main():
