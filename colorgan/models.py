@@ -289,6 +289,17 @@ def rebuild(build, source: keras.Model, policy: str = "float32") -> keras.Model:
     return copy
 
 
+def with_keras_layers(model: keras.Model) -> keras.Model:
+    """A copy of model, weights included, made of Keras' own layer classes: colorgan's differ only in
+    how they train, and a .keras file of Keras' classes loads wherever Keras does, colorgan or not."""
+    keras_class = {Conv2D: layers.Conv2D, Conv2DTranspose: layers.Conv2DTranspose,
+                   BatchNormalization: layers.BatchNormalization}
+    copy = keras.models.clone_model(
+        model, clone_function=lambda layer: keras_class.get(type(layer), type(layer)).from_config(layer.get_config()))
+    copy.set_weights([w.numpy() for w in model.weights])
+    return copy
+
+
 def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
                         width: float = 1.0, spectral_norm: bool = False) -> keras.Model:
     """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1).

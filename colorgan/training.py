@@ -512,6 +512,6 @@ def export(run: Run, run_dir: str) -> str:
     batches = grays.unbatch().take(images).batch(max(run.config.batch_size, BN_BATCH_PIXELS // pixels))
     count = models.estimate_batchnorm(generator, batches)
     with files.atomic_path(path) as temporary:
-        generator.save(temporary)
+        models.with_keras_layers(generator).save(temporary)
     print(f"generator exported to {path} (BatchNorm statistics of {count} training images)")
     return path

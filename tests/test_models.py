@@ -1,4 +1,8 @@
 """Shape, size and behaviour checks of the generator and discriminator."""
+import os
+import subprocess
+import sys
+
 import colorgan  # noqa: F401  (before TensorFlow)
 import keras
 import numpy as np
@@ -202,3 +206,17 @@ def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
         np.testing.assert_allclose(ours_stat.numpy(), keras_stat.numpy(), rtol=1e-6 if policy == "float32" else 1e-2)
     np.testing.assert_allclose(np.asarray(tf.cast(ours(x, training=False), tf.float32)), keras_own(x, training=False),
                                rtol=tolerance, atol=tolerance * 10)  # inference: Keras' own path, the same statistics
+
+
+def test_a_saved_generator_is_made_of_keras_own_layers_and_loads_without_colorgan(tmp_path):
+    generator = build_generator("cifar10", out_channels=2, width=0.125)
+    generator(gray(4, 32, 32), training=True)  # moving statistics that differ from the initial ones
+    path = str(tmp_path / "generator.keras")
+    models.with_keras_layers(generator).save(path)
+    script = (f"import keras, numpy as np; m = keras.saving.load_model({path!r}, compile=False); "
+              f"np.save({str(tmp_path / 'out.npy')!r}, m(np.load({str(tmp_path / 'in.npy')!r})))")
+    np.save(tmp_path / "in.npy", gray(2, 32, 32, seed=1))
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert loaded.returncode == 0, loaded.stderr  # plain Python: colorgan's classes are not registered there
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), generator(gray(2, 32, 32, seed=1)), atol=1e-6)
