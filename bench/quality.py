@@ -162,13 +162,15 @@ def write_report(args, results: dict) -> None:
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     for setting, key, label, better in HEADLINES:
-        fig, ax = plots.plt.subplots(figsize=(6.4, 4.2))
-        for colour, method in enumerate(results["methods"]):
+        fig, ax = plots.plt.subplots(figsize=(9.6, 4.8))
+        for n, method in enumerate(results["methods"]):
+            # tab20's dark shades, then its light ones, then the next marker: 140 methods look apart
+            colour, marker = plots.plt.cm.tab20((2 * n + n // 10) % 20), "osD^v<>"[n // 20 % 7]
             for bn, style in ((MOVING_AVERAGES, "-"), (REESTIMATED, "--")):
                 mine = sorted((r["images"], r[setting][key]) for r in rows
                               if r["method"] == method and r.get("batchnorm", MOVING_AVERAGES) == bn)
                 if mine:
-                    ax.plot(*zip(*mine), style, marker="o", color=f"C{colour}",
+                    ax.plot(*zip(*mine), style, marker=marker, markersize=4, color=colour,
                             label=method if bn == MOVING_AVERAGES else f"{method}, BatchNorm {bn}")
         ax.axhline(gray[key], color="gray", linestyle="--", label="gray baseline")
         if key == "colourfulness_ratio":
@@ -177,7 +179,7 @@ def write_report(args, results: dict) -> None:
         ax.set_xlabel("training images seen")
         ax.set_title(f"{label} ({better} is better)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot, not over points
         fig.tight_layout()
         plots.save_figure(fig, os.path.join(args.out, f"{setting}_{key.replace('@', '')}.png"))
 
