@@ -23,6 +23,16 @@ SMOOTHABLE = ("bce", "lsgan")  # the losses with a real label that --label-smoot
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
 
 
+# The generator that ships with colorgan (its MODEL_CARD.md says what it is and how it was made):
+# what test_eval.py and test_turing.py use before the user has trained a run of their own.
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
+                       "colorgan-cifar10")
+SHIPPED_OUTPUT = os.path.join("output", "colorgan-cifar10")  # its evaluations and Turing results: not in the repo
+WHICH_MODEL = """which model: the run that --checkpoints-path/--name name (an error if it does not exist); without
+them ./checkpoints/CGAN, the run `python train.py` writes, once it exists; else the model that ships
+with colorgan, checkpoints/colorgan-cifar10 (see its MODEL_CARD.md). The command's first line names it."""
+
+
 class UserError(Exception):
     """A problem the user can fix (bad flag, missing data, wrong checkpoint): shown without traceback."""
 
@@ -201,13 +211,15 @@ RANGES = {
 
 
 def _check_values(config: Config) -> None:
-    """Every field of its declared type, every number within its rule (RANGES)."""
+    """Every field of its declared type and among its choices, every number within its rule (RANGES)."""
     for name, f in FIELDS.items():
         value, kind, flag = getattr(config, name), type(f.default), "--" + name.replace("_", "-")
         if kind is float and type(value) is int:
             value = float(value)
         if type(value) is not kind:
             raise UserError(f"{flag} must be {'a number' if kind is float else kind.__name__}, not {value!r}")
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:  # config.json is not argparse-checked
+            raise UserError(f"{flag} must be one of {', '.join(f.metadata['choices'])}, not {value!r}")
         rule, text = RANGES.get(name, (None, ""))
         if rule and not math.isfinite(value):
             raise UserError(f"{flag} must be a finite number (got {value})")

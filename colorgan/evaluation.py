@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from colorgan import color, data, features, files, inference, metrics, plots
-from colorgan.config import UserError, make_config, on_run, parse_command
+from colorgan.config import WHICH_MODEL, UserError, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
@@ -32,7 +32,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                         help="more run folders to evaluate on the same images (a row each)")
     parser.add_argument("--json", default="", help="write the table as JSON to this file")
-    parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval)")
+    parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval; for the shipped "
+                        "model output/colorgan-cifar10/eval)")
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
     parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images")
     parser.add_argument("--render-size", type=_not_negative, default=None,
@@ -42,15 +43,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> dict | list:
     """python test_eval.py: the test-split table of a run (and --compare runs), or --test-input."""
-    given, args = parse_command(argv, __doc__.splitlines()[0], add_flags)
+    given, args = parse_command(argv, __doc__ + "\n" + WHICH_MODEL, add_flags)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
     if args.json and os.path.isdir(args.json):
         raise UserError(f"--json {args.json} is a folder: give a file name")
     if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
         raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
-    requested = make_config(given)  # the flags' values, checked
-    run_dir = inference.find_run(requested.checkpoints_path, requested.name)
+    run_dir, work_dir, which = inference.choose_run(given)
+    print(which)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
     if args.test_input:
@@ -63,7 +64,7 @@ def main(argv=None) -> dict | list:
             raise UserError(f"{path} was trained on {other_config.dataset} at {other_config.image_size} px; "
                             f"{run_dir} on {config.dataset} at {config.image_size} px: not comparable")
         runs.append((os.path.basename(os.path.normpath(path)), other, other_config))
-    output = args.eval_output or os.path.join(run_dir, "eval")
+    output = args.eval_output or os.path.join(work_dir, "eval")
     fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
     if not args.fid_weights:
         print("note: FID needs local InceptionV3 weights (--fid-weights PATH); skipped")

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from colorgan import files
 from colorgan.devices import is_chief
-from colorgan.config import ARCHITECTURE, Config, UserError, differences, first_line, load_config, on_run
+from colorgan.config import ARCHITECTURE, SHIPPED, Config, UserError, differences, first_line, load_config, on_run
 
 
 class TrainingError(UserError):
@@ -27,6 +27,9 @@ def locked(config: Config):
     racing for its checkpoints. An flock on .<name>.lock beside the folder, which the kernel releases
     when the process ends however it ends, so a killed run leaves no stale lock. Only the chief
     locks: the other workers of a multi-worker run share the folder by design."""
+    if os.path.realpath(config.run_dir) == os.path.realpath(SHIPPED):
+        raise TrainingError(f"{config.run_dir} is the model that ships with colorgan, not a run to train in: "
+                            "choose another --name (or --checkpoints-path)")
     if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
         raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
     if not is_chief():
@@ -68,7 +71,49 @@ def prepare(config: Config, fresh: bool) -> str:
 
 
 def has_checkpoint(run_dir: str) -> bool:
-    return tf.train.get_checkpoint_state(os.path.join(run_dir, "checkpoints")) is not None
+    return bool(checkpoint_paths(os.path.join(run_dir, "checkpoints")))
+
+
+def checkpoint_paths(checkpoint_dir: str) -> list[str]:
+    """The checkpoints in the folder, newest first: those its state file ("checkpoint") names and
+    those whose files (ckpt-N.index) are there, so that a state file that is empty, garbled or
+    names checkpoints that are gone hides none of them."""
+    found = {}
+    for index in glob.glob(os.path.join(glob.escape(checkpoint_dir), "ckpt-*.index")):
+        found[index[:-len(".index")]] = None
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+        found.update(dict.fromkeys(state.all_model_checkpoint_paths if state else []))
+    except Exception:  # noqa: BLE001 (a garbled state file: the files above are what there is)
+        pass
+    number = lambda path: int(path.rsplit("-", 1)[1]) if path.rsplit("-", 1)[-1].isdigit() else -1  # noqa: E731
+    return sorted(found, key=number, reverse=True)
+
+
+def read_every_tensor(path: str) -> dict:
+    """{name: dtype} of the checkpoint at path, after reading each of its tensors (the data
+    iterator's too), so that a flipped bit or a cut file fails here and not steps later."""
+    dtypes = tf.train.load_checkpoint(path).get_variable_to_dtype_map()
+    names = sorted(dtypes)
+    tf.raw_ops.RestoreV2(prefix=path, tensor_names=names, shape_and_slices=[""] * len(names),
+                         dtypes=[dtypes[n] for n in names])
+    return dtypes
+
+
+def point_state_file_at(checkpoint_dir: str, path: str) -> None:
+    """Make the state file name path, and the older checkpoints whose files are there, as
+    tf.train.CheckpointManager reads it: it fails on a garbled one and would keep a stale one."""
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+    except Exception:  # noqa: BLE001 (garbled: rewritten below)
+        state = None
+        print(f"note: {os.path.join(checkpoint_dir, 'checkpoint')} could not be read; it now names {path}")
+    if state is None or state.model_checkpoint_path != path:
+        paths = [p for p in checkpoint_paths(checkpoint_dir) if os.path.exists(p + ".index")]
+        kept = paths[paths.index(path):]
+        # names relative to the folder, as the manager writes them: the folder may be given relative to here
+        tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, os.path.basename(path),
+                                                   all_model_checkpoint_paths=[os.path.basename(p) for p in reversed(kept)])
 
 
 def check_config(config: Config, run_dir: str) -> None:
@@ -79,7 +124,7 @@ def check_config(config: Config, run_dir: str) -> None:
     previous = load_config(path)
     on_run(previous, dataclasses.asdict(config), run_dir)
     changed = differences(previous, config)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = next(iter(checkpoint_paths(os.path.join(run_dir, "checkpoints"))), None)
     if "batch_size" in changed and latest:
         try:
             done = int(tf.train.load_variable(latest, "epoch_step/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -135,14 +180,11 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
     A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
     another architecture is an error, as are checkpoints of which none restores.
     """
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
     problems = []
-    for path in paths:  # already joined to checkpoint_dir, relative or not
+    for path in checkpoint_paths(checkpoint_dir):
         try:
-            names = dict(tf.train.list_variables(path))
-            tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE")
-        except Exception as error:  # TF raises many kinds on missing or truncated files
+            names = read_every_tensor(path)
+        except Exception as error:  # TF raises many kinds on missing, truncated or altered files
             problems.append(f"{path}: {first_line(error)}")
             continue
         objects = run.state()
@@ -166,6 +208,7 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
             print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
         if run.generator_ema is not None and "generator_ema" not in objects:
             run.generator_ema.set_weights([w.numpy() for w in run.generator.weights])
+        point_state_file_at(checkpoint_dir, path)
         return path
     if problems:
         raise TrainingError("no checkpoint could be restored: " + "; ".join(problems))

@@ -56,7 +56,8 @@ def test_nonsense_flags(folder, tmp_path, flags, match):
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"batch_size": "many"}', '{"batch_size": 3.5}',
-                                     '{"l1_weight": -5}', '{"name": "../x"}'])
+                                     '{"l1_weight": -5}', '{"name": "../x"}', '{"mixed_precision": "float128"}',
+                                     '{"backbone": "foo"}', '{"model": "transformer"}', '{"color_space": "xyz"}'])
 def test_broken_config_json_for_train_and_eval(folder, tmp_path, content):
     (tmp_path / "runs" / "run").mkdir(parents=True)
     (tmp_path / "runs" / "run" / "config.json").write_text(content)

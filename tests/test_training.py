@@ -298,6 +298,33 @@ def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_sil
     assert [json.loads(line)["step"] for line in open(run_dir / "history.jsonl")] == [1]
 
 
+def test_resume_finds_checkpoints_a_broken_state_file_hides_and_reads_all_of_one_before_choosing_it(
+        tiny_folder, tmp_path, capsys):
+    args = lambda steps: config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", steps,  # noqa: E731
+                                                     "--keep-checkpoints", "2"))
+    run_dir = tmp_path / "run"
+    state = run_dir / "checkpoints" / "checkpoint"
+    training.train(args("2"))
+    for content in ('model_checkpoint_path: "ckpt-99"\nall_model_checkpoint_paths: "ckpt-99"\n', "", "\x00\xff garbage"):
+        state.write_text(content)  # it names no checkpoint that is there, names none, or cannot be parsed
+        capsys.readouterr()
+        steps = str(int(json.loads(open(run_dir / "history.jsonl").readlines()[-1])["step"]) + 1)
+        training.train(args(steps))
+        out = capsys.readouterr().out
+        assert f"at step {int(steps) - 1}" in out and f"step {steps}/{steps}" in out, out
+    rows = [json.loads(line)["step"] for line in open(run_dir / "history.jsonl")]
+    assert rows == [1, 2, 3, 4, 5]  # never started again at step 0
+    # A flipped bit in the newest checkpoint's data-iterator state: the one before it is chosen
+    data_file = next((run_dir / "checkpoints").glob("ckpt-5.data-*"))
+    data = bytearray(data_file.read_bytes())
+    data[data.index(b"Iterator") + 3] ^= 0x10
+    data_file.write_bytes(bytes(data))
+    capsys.readouterr()
+    training.train(args("6"))
+    out = capsys.readouterr().out
+    assert "skipped a newer checkpoint" in out and "ckpt-5" in out and "at step 4" in out and "step 6/6" in out
+
+
 def test_bfloat16_step_on_cpu(tmp_path):
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
                              mixed_precision="bfloat16")

@@ -430,7 +430,9 @@ def expected_line(rows):
 def test_a_session_in_headless_chromium(trained, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    assert os.path.exists(CHROMIUM), "apt-get install chromium (see .ci/run)"
+    if not os.path.exists(CHROMIUM):  # CI installs it and sets COLORGAN_REQUIRE_BROWSER: there it must run
+        (pytest.fail if os.environ.get("COLORGAN_REQUIRE_BROWSER") else pytest.skip)(
+            f"needs Debian's chromium at {CHROMIUM}: apt-get install chromium")
     data, checkpoints = trained / "data", trained / "runs"
     # the 6 trials: 6 of the 12 test images, spread evenly (every other one), in CIFAR-10 class folders
     classes = sorted(pathlib.Path(p).parent.name for p in list_images(str(data / "test"))[::2])

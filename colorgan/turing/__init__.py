@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 
-from colorgan.config import UserError, make_config, on_run, parse_command
+from colorgan.config import WHICH_MODEL, UserError, on_run, parse_command
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it
 from colorgan.turing.server import NAME, Handler, Server, serve  # noqa: F401
@@ -29,7 +29,8 @@ def add_flags(parser):
     group.add_argument("--participant", default="", help="name of the participant (web: filled in on the page)")
     group.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback only)")
     group.add_argument("--port", type=int, default=8000, help="port to serve on (0: any free port)")
-    group.add_argument("--results", default="", help="JSON-lines results file (default: <run>/turing.jsonl)")
+    group.add_argument("--results", default="", help="JSON-lines results file (default: <run>/turing.jsonl; for the "
+                       "shipped model output/colorgan-cifar10/turing.jsonl)")
     group.add_argument("--display-size", type=int, default=256, help="side of the shown images in pixels")
     group.add_argument("--ui", choices=("web", "matplotlib"), default="web",
                        help="web page for any number of participants, or the authors' desktop window")
@@ -40,7 +41,7 @@ def add_flags(parser):
 
 def main(argv=None):
     """python test_turing.py: prepare the trials of a trained run and run the test, or --summarize."""
-    given, options = parse_command(argv, __doc__, add_flags)
+    given, options = parse_command(argv, __doc__ + "\n" + WHICH_MODEL, add_flags)
     if options.summarize:
         missing = [p for p in options.summarize if not os.path.isfile(p)]
         if missing:
@@ -56,14 +57,16 @@ def main(argv=None):
     if options.results and os.path.isdir(options.results):
         raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
     from colorgan import inference
-    requested = make_config(given)  # the flags' values, checked
-    run_dir = inference.find_run(requested.checkpoints_path, requested.name)
+    run_dir, work_dir, which = inference.choose_run(given)
+    print(which)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)  # its own data, or --dataset-path
     start = time.time()
     items = prepare_items(generator, config, options.turing_test_size, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
-    results = options.results or os.path.join(run_dir, "turing.jsonl")
+    results = options.results or os.path.join(work_dir, "turing.jsonl")
+    if not options.results:
+        os.makedirs(work_dir, exist_ok=True)
     test = TuringTest(items, results, options.turing_test_delay, model=os.path.basename(os.path.abspath(run_dir)))
     if options.ui == "matplotlib":
         return run_desktop(test, options.participant or "p-" + secrets.token_hex(3))
