@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from colorgan.errors import UserError, first_line  # noqa: F401 (the package imports them from here)
 from colorgan.files import write_text
 
 
@@ -31,16 +32,6 @@ SHIPPED_OUTPUT = os.path.join("output", "colorgan-cifar10")  # its evaluations a
 WHICH_MODEL = """which model: the run that --checkpoints-path/--name name (an error if it does not exist); without
 them ./checkpoints/CGAN, the run `python train.py` writes, once it exists; else the model that ships
 with colorgan, checkpoints/colorgan-cifar10 (see its MODEL_CARD.md). The command's first line names it."""
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad flag, missing data, wrong checkpoint): shown without traceback."""
-
-
-def first_line(error: Exception) -> str:
-    """An error's message as one line of a user's error: its first line, at most 300 characters."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _opt(default, help, **kwargs):
@@ -136,6 +127,7 @@ PRESETS = {
 }
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+MAX_NAME_BYTES = 200  # file names hold 255 bytes: room for .lock and .YYYYmmdd-HHMMSS
 
 
 def parse_bool(text: str) -> bool:
@@ -175,6 +167,9 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
     _check_values(config)
     if config.name in ("", ".", "..") or "/" in config.name or os.sep in config.name or "\0" in config.name:
         raise UserError(f"--name must be one folder name (inside --checkpoints-path), not {config.name!r}")
+    if len(os.fsencode(config.name)) > MAX_NAME_BYTES:
+        raise UserError(f"--name is {len(os.fsencode(config.name))} bytes long: at most {MAX_NAME_BYTES}, as the "
+                        "lock file and a --fresh run's moved-aside folder add to it")
     if config.generator_output == "ab" and config.color_space != "lab":
         raise UserError("--generator-output ab needs --color-space lab")
     if config.rebalance and config.color_space != "lab":

@@ -48,6 +48,8 @@ def main(argv=None) -> dict | list:
         raise UserError(f"--json {args.json}: its folder does not exist")
     if args.json and os.path.isdir(args.json):
         raise UserError(f"--json {args.json} is a folder: give a file name")
+    if args.json:
+        files.refuse_special(args.json, "--json")
     if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
         raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
     run_dir, work_dir, which = inference.choose_run(given)

@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 
+from colorgan.errors import UserError
+
 _UMASK = os.umask(0o022)  # read once, at import, while no other thread can create a file meanwhile
 os.umask(_UMASK)
 
@@ -17,9 +19,14 @@ def atomic_path(path: str):
     "path.tmp" cannot redirect the write; os.replace swaps a link at path itself, not its target.
     It keeps path's extension: Keras and matplotlib choose the format by it.
     """
+    refuse_special(path)
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1])
+    suffix = ".tmp" + os.path.splitext(name)[1]
+    # ".", the name, ".", mkstemp's 8 characters, the suffix: within the file system's limit for any legal name
+    keep = max(1, _name_max(folder) - 10 - len(os.fsencode(suffix)))
+    prefix = "." + os.fsencode(name)[:keep].decode(errors="ignore") + "."
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     os.close(fd)
     os.chmod(temporary, 0o666 & ~_UMASK)  # as open() would have made it, not mkstemp's 0600
     try:
@@ -29,6 +36,21 @@ def atomic_path(path: str):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def refuse_special(path: str, what: str = "") -> None:
+    """An output that exists must be a regular file (or a link to one): a device, a FIFO or a
+    folder would be replaced by the write, or never end a read."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"cannot write {what + ' ' if what else ''}{path}: it is not a regular file (a folder, "
+                        "device or FIFO); give the name of a file")
+
+
+def _name_max(folder: str) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def write_text(path: str, text: str) -> str:

@@ -240,10 +240,11 @@ def plan_outputs(source: str, destination: str) -> tuple[list, list]:
         raise UserError(f"--test-input {source}: no such file or folder")
     if os.path.exists(destination) and not os.path.isdir(destination):
         raise UserError(f"--test-output {destination} is a file: give a folder")
-    if os.path.isdir(source) and (source + os.sep).startswith(destination + os.sep):
+    real = os.path.realpath(destination) + os.sep  # a link to the input folder is the input folder
+    if os.path.isdir(source) and (os.path.realpath(source) + os.sep).startswith(real):
         raise UserError(f"--test-output {destination} is --test-input or holds it: give a separate folder")
     if os.path.isdir(source):
-        paths = [p for p in images.list_images(source) if not os.path.abspath(p).startswith(destination + os.sep)]
+        paths = [p for p in images.list_images(source) if not os.path.realpath(p).startswith(real)]
         names = [os.path.relpath(p, source) for p in paths]
     else:
         paths, names = [source], [os.path.basename(source)]

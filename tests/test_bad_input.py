@@ -3,6 +3,7 @@ nothing outside its output, and shows no traceback."""
 import importlib.util
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -49,6 +50,7 @@ def folder(tmp_path):
     (["--name", "../../escape"], "--name must be one folder name"),
     (["--name", "/some/where"], "--name must be one folder name"),
     (["--name", ".."], "--name must be one folder name"),
+    (["--name", "n" * 252], "--name is 252 bytes long: at most 200"),
 ])
 def test_nonsense_flags(folder, tmp_path, flags, match):
     one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs", *flags)), match)
@@ -132,6 +134,31 @@ def test_an_output_that_cannot_be_written(trained, tmp_path):
                                             str(tmp_path / "in"), "--test-output", str(tmp_path / "out")]),
                    "cannot write .*a.png")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # no temporary file left behind
+
+
+def test_a_device_or_fifo_as_an_output_is_refused_and_left_as_it_is(trained, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # as /dev/full or /dev/zero would be: an atomic write renames over it, a read never ends
+    run = ["--checkpoints-path", str(trained / "runs" / "run")]
+    one_line_error(lambda: evaluation.main([*run, "--json", str(fifo)]), "--json .*fifo: it is not a regular file")
+    spec = importlib.util.spec_from_file_location("turing_command", ROOT / "test_turing.py")
+    command = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(command)
+    one_line_error(lambda: command.main([*run, "--no-browser", "--results", str(fifo)]),
+                   "--results .*fifo: it is not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(os.listdir(tmp_path)) == ["fifo"]
+
+
+def test_a_long_input_name_is_colourised_and_a_link_to_the_input_is_not_an_output(trained, tmp_path):
+    (tmp_path / "in").mkdir()
+    name = "n" * 246 + ".png"  # 250 bytes: its output name is legal, and so must be its temporary name
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 90).save(tmp_path / "in" / name)
+    run = ["--checkpoints-path", str(trained / "runs" / "run"), "--test-input", str(tmp_path / "in")]
+    assert evaluation.main([*run, "--test-output", str(tmp_path / "out")]) == []
+    assert os.listdir(tmp_path / "out") == [name]
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    one_line_error(lambda: evaluation.main([*run, "--test-output", str(tmp_path / "link")]), "separate folder")
+    assert os.listdir(tmp_path / "in") == [name]
 
 
 def test_a_garbage_generator_is_named_as_such(trained, tmp_path):

@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 
+from colorgan import files
 from colorgan.config import WHICH_MODEL, UserError, on_run, parse_command
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it
@@ -56,6 +57,8 @@ def main(argv=None):
         raise UserError(f"--port {options.port}: a port is 0-65535 (0: any free one)")
     if options.results and os.path.isdir(options.results):
         raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
+    if options.results:
+        files.refuse_special(options.results, "--results")
     from colorgan import inference
     run_dir, work_dir, which = inference.choose_run(given)
     print(which)

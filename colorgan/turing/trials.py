@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
+from colorgan import files
 from colorgan.config import Config, UserError
 from colorgan.turing.stats import SIDES, read_results
 
@@ -106,6 +107,7 @@ class TuringTest:
         self.lock = threading.Lock()
         self.trials, self.images, self.pending = {}, {}, {}  # trial id, image id, participant -> Trial
         self.done = {}  # participant -> keys of the images they answered, this run or before
+        files.refuse_special(results_path, "--results")  # a device or FIFO would never end the read below
         if os.path.exists(results_path):
             for row in read_results([results_path]):
                 self.done.setdefault(row["participant"], set()).add(row["image"])
