@@ -2,7 +2,9 @@
 import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 
 from colorgan.errors import UserError
 
@@ -36,6 +38,27 @@ def atomic_path(path: str):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+# atomic_path's temporary names: ".", the name, ".", mkstemp's 8 characters, ".tmp", the extension
+DEBRIS = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+
+
+def remove_debris(folder: str, min_age_s: float = 0.0) -> list[str]:
+    """Remove the temporary files that a killed atomic write left below folder (those older than
+    min_age_s: a younger one may be another process's write in progress); returns their paths."""
+    removed = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                if DEBRIS.fullmatch(name) and os.path.isfile(path) and time.time() - os.path.getmtime(path) >= min_age_s:
+                    os.remove(path)
+                    removed.append(path)
+    if removed:
+        print(f"note: removed {len(removed)} partial file(s) an interrupted write left: {', '.join(removed[:3])}"
+              f"{' ...' if len(removed) > 3 else ''}", flush=True)
+    return removed
 
 
 def refuse_special(path: str, what: str = "") -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import color, devices, images, models
+from colorgan import color, devices, files, images, models
 from colorgan.config import SHIPPED, SHIPPED_OUTPUT, Config, UserError, first_line, load_config, make_config
 
 
@@ -199,6 +199,7 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
     """Colourise every image below source into destination (same relative names, PNG), photos of
     one size --batch-size at a time; returns the files not colourised, which are listed, not fatal."""
     jobs, failed = plan_outputs(source, destination)
+    files.remove_debris(destination, min_age_s=600)  # younger ones may be another job's writes in progress
     generator, precision = in_precision(generator, config)
     print(f"colourising {len(jobs)} image(s) in {precision}", flush=True)
 

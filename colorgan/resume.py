@@ -60,6 +60,8 @@ def prepare(config: Config, fresh: bool) -> str:
     if fresh and chief:
         move_aside(config.run_dir)
     check_config(config, config.run_dir)
+    if chief:  # the folder is locked: every temporary file in it is a killed process's
+        files.remove_debris(config.run_dir)
     if chief and not has_checkpoint(config.run_dir) and earlier_run(config.run_dir):
         raise TrainingError(f"{config.run_dir} holds an earlier run ({', '.join(earlier_run(config.run_dir))}) "
                             "but no checkpoint to resume from: pass --fresh to move it aside and start anew, "
@@ -216,10 +218,11 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
 
 
 def earlier_run(run_dir: str) -> list[str]:
-    """What an earlier run left in run_dir (other workers' folders do not count)."""
+    """What an earlier run left in run_dir (other workers' folders and empty folders do not count)."""
     if not os.path.isdir(run_dir):
         return []
-    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-"))
+    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-")  # an empty folder holds nothing
+                  and not (os.path.isdir(os.path.join(run_dir, name)) and not os.listdir(os.path.join(run_dir, name))))
 
 
 def move_aside(run_dir: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import train as train_py
-from colorgan import evaluation
+from colorgan import evaluation, files
 from colorgan.config import UserError
 from tests.conftest import ROOT
 from tests.test_training import tiny_args
@@ -159,6 +159,27 @@ def test_a_long_input_name_is_colourised_and_a_link_to_the_input_is_not_an_outpu
     (tmp_path / "link").symlink_to(tmp_path / "in")
     one_line_error(lambda: evaluation.main([*run, "--test-output", str(tmp_path / "link")]), "separate folder")
     assert os.listdir(tmp_path / "in") == [name]
+
+
+def test_the_debris_of_killed_writes_is_removed_by_the_next_run(folder, trained, tmp_path):
+    run_dir = tmp_path / "runs" / "run"
+    (run_dir / "samples").mkdir(parents=True)  # what a SIGKILL during the export and a sample grid leaves
+    debris = [run_dir / ".generator.keras.k2j_x9a1.tmp.keras", run_dir / "samples" / ".step_0000001.png.a1b2c3d4.tmp.png"]
+    for path in debris:
+        path.write_bytes(b"half")
+    train_py.main(tiny_args(folder, tmp_path / "runs", "--max-steps", "1", "--batch-size", "2"))  # no "earlier run"
+    assert not any(path.exists() for path in debris) and (run_dir / "generator.keras").is_file()
+    assert not any(files.DEBRIS.fullmatch(name) for name in (".mine", ".notes.tmp", ".a.b.tmp", "a.png.a1b2c3d4.tmp"))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 90).save(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    old, young = tmp_path / "out" / ".a.png.0aq3kx7m.tmp.png", tmp_path / "out" / ".b.png.zzzzzzzz.tmp.png"
+    for path in old, young:
+        path.write_bytes(b"half")
+    os.utime(old, (0, 0))  # young may be another colourising job's write in progress: it stays
+    evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input", str(tmp_path / "in"),
+                     "--test-output", str(tmp_path / "out")])
+    assert sorted(os.listdir(tmp_path / "out")) == [young.name, "a.png"]
 
 
 def test_a_garbage_generator_is_named_as_such(trained, tmp_path):
