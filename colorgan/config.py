@@ -139,7 +139,7 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false/1/0/yes/no, got {text!r}")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser) -> None:
     """One flag per Config field, named as the authors name them (--batch-size, --l1-weight, ...)."""
     for f in FIELDS.values():
         kind = {bool: parse_bool, int: int, float: float, str: str}[type(f.default)]
@@ -234,8 +234,9 @@ def parse_command(argv, description: str, add_flags) -> tuple[dict, argparse.Nam
     """How every command reads its flags: the config's, then the command's own (add_flags(parser)).
     Returns (the config flags given, the command's options)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(parser)
-    add_flags(parser)
+    add_flags(parser)  # the command's own flags first in --help, then the settings every command shares
+    add_config_flags(parser.add_argument_group("training settings (config.json; evaluation and the Turing test "
+                                               "use the run's own unless given here)"))
     given, options = split_flags(parser.parse_args(argv))
     return given, argparse.Namespace(**options)
 

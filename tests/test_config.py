@@ -1,8 +1,11 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
 from colorgan import config
+from tests.conftest import ROOT
 
 
 def test_presets_follow_the_authors_and_flags_win():
@@ -46,6 +49,18 @@ def test_help_explains_every_flag(capsys):
     for name in config.FIELDS:
         assert "--" + name.replace("_", "-") in text
     assert "cifar10 128, places365 16" in text  # presets are shown where they apply
+
+
+
+@pytest.mark.parametrize("command, own", [("train.py", "--fresh"), ("test_eval.py", "--test-input"),
+                                          ("test_turing.py", "--turing-test-delay")])
+def test_each_commands_own_flags_come_first_in_its_help(command, own):
+    text = subprocess.run([sys.executable, command, "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    assert own in text and text.index(own) < text.index("--seed") < text.index("--log-interval")
+    assert "training settings" in text
+    if command != "train.py":  # the rule that picks the model (README: "Which model a command uses")
+        assert "which model" in text
 
 
 def test_json_round_trip_and_differences(tmp_path):
