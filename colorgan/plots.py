@@ -48,10 +48,14 @@ def training_curves(history_path: str, path: str) -> str:
     starts = [(step, phase) for i, (step, phase) in enumerate(phases) if i == 0 or phase != phases[i - 1][1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (key, name) in zip(axes, panels):
-        for split, style in (("train", "-"), ("test", "o-")):
-            points = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
-            if points:
-                ax.plot(*zip(*points), style, label=split, markersize=4)
+        train = [(r["step"], r[key]) for r in rows if r.get("split") == "train" and key in r]
+        if train:  # the logged values faintly, the trend over them (as TensorBoard smooths) in full
+            steps, values = zip(*train)
+            line, = ax.plot(steps, values, "-", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smooth(values), "-", color=line.get_color(), label="train")
+        test = [(r["step"], r[key]) for r in rows if r.get("split") == "test" and key in r]
+        if test:
+            ax.plot(*zip(*test), "o-", label="test", markersize=4)
         for step, phase in starts[1:]:  # NoGAN staging: where each phase begins
             ax.axvline(step, color="gray", linestyle="--", linewidth=1)
             ax.text(step, 1, f" {phase}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color="gray")
@@ -61,6 +65,16 @@ def training_curves(history_path: str, path: str) -> str:
         drawn[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def smooth(values, weight: float = 0.9) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased so that it starts at the
+    first value instead of at 0."""
+    averaged, total = [], 0.0
+    for n, value in enumerate(values, 1):
+        total = weight * total + (1 - weight) * value
+        averaged.append(total / (1 - weight ** n))
+    return np.asarray(averaged)
 
 
 def delta_e_histogram(per_run: dict, path: str) -> str:

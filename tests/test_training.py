@@ -68,6 +68,19 @@ def generator_weights(run_dir):
     return [w.numpy() for w in model.weights]
 
 
+def test_training_curves_draw_tensorboards_smoothing_over_the_logged_values(tmp_path):
+    from colorgan import plots
+    assert plots.smooth([5.0] * 10) == pytest.approx([5.0] * 10)  # debiased: no ramp up from 0
+    assert plots.smooth([1.0, 0.0], 0.9) == pytest.approx([1.0, 0.09 / 0.19])
+    noisy = 2.0 + np.random.default_rng(0).normal(0, 1, 2000)
+    assert np.std(plots.smooth(noisy)[100:]) < 0.3 * np.std(noisy)
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps({"split": "train", "step": i, "phase": "gan", "gen_l1": float(v)}) + "\n"
+                               for i, v in enumerate(noisy[:50], 1)))
+    plots.training_curves(str(history), str(tmp_path / "curves.png"))
+    assert Image.open(tmp_path / "curves.png").size == (1600, 320)
+
+
 def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=8, mixed_precision="off")
     run = training.Run(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
