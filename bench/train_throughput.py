@@ -3,6 +3,7 @@ matmul peak of the dtype it computes in, measured in the same run.
 
     python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
+        [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
         [--compare] [--compare-ops] [--profile-iterations 2] [--json OUT]
 
 Times `Run.train_steps["gan"]` (colorgan/training.py) on random batches already in memory: 2 warm-up
@@ -22,6 +23,7 @@ import argparse
 import glob
 import json
 import os
+import shlex
 import statistics
 import tempfile
 import time
@@ -61,7 +63,8 @@ def conv_flops(model: keras.Model, input_shape) -> list[int]:
 def iteration_flops(run: training.Run) -> int:
     """Per training image, for colorgan's iteration as TensorFlow runs it (unused gradients pruned)."""
     size = run.config.image_size
-    g, d = conv_flops(run.generator, (size, size, 1)), conv_flops(run.discriminator, (size, size, 4))
+    g = conv_flops(run.generator, (size, size, 1))
+    d = conv_flops(run.discriminator, (size, size, run.discriminator.input_shape[-1]))
     G, D = sum(g), sum(d)
     # D update: D forward on real and fake, its weight and input gradients (none into the images).
     d_update = 2 * (D + D + (D - d[0]))
@@ -159,16 +162,17 @@ def main():
     parser.add_argument("--compare-ops", action="store_true",
                         help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm)")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
+    parser.add_argument("--train-flags", default="", help="any other train.py flags, e.g. the README's CPU recipe: "
+                        "\"--width 0.5 --batch-size 32 --generator-output ab\"")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     if args.iterations < 3:
         parser.error("at least 3 timed iterations")
-    preset = {"dataset": args.dataset, "jit_compile": args.jit_compile}
-    if args.batch_size:
-        preset["batch_size"] = args.batch_size
+    flags = ["--dataset", args.dataset, "--jit-compile", str(args.jit_compile),
+             *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *shlex.split(args.train_flags)]
     results = []
     for precision in (args.mixed_precision, "off"):
-        config = cfg.make_config(**preset, mixed_precision=precision)
+        config = cfg.parse_args([*flags, "--mixed-precision", precision])
         if results and (not args.compare or results[0]["policy"] == "float32"):
             break
         for ours in (True, False) if args.compare_ops else (True,):
@@ -180,7 +184,8 @@ def main():
                 "unknown CPU")
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     print(f"\n{host}, {os.cpu_count()} cores, bfloat16 flags {devices.cpu_bfloat16_flags() or 'none'}"
-          f"{f', ONEDNN_MAX_CPU_ISA={isa}' if isa else ''}; {config.dataset}, batch {config.batch_size}, "
+          f"{f', ONEDNN_MAX_CPU_ISA={isa}' if isa else ''}; {config.dataset} ({cfg.as_flags(config) or 'the preset'}), "
+          f"batch {config.batch_size}, "
           f"XLA {'on' if args.jit_compile else 'off'}, TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
     print("| precision | ops | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
           "| % of peak | vs float32 | vs Keras' own ops | not conv/matmul (of op time) | others' CPU (cores) |")
@@ -205,7 +210,8 @@ def main():
             print(f"| {op} | {100 * share:.1f}% |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(host=host, cores=os.cpu_count(), tensorflow=tf.__version__, results=results), f, indent=2)
+            json.dump(dict(host=host, cores=os.cpu_count(), tensorflow=tf.__version__, flags=cfg.as_flags(config),
+                           results=results), f, indent=2)
 
 
 if __name__ == "__main__":
