@@ -370,6 +370,22 @@ def test_summary_of_edge_cases(tmp_path, capsys):
     assert "n/a" in next(line for line in text.splitlines() if line.startswith("participant never"))
 
 
+def test_summarize_escapes_names_skips_non_finite_times_and_refuses_a_folder_chart(tmp_path, capsys):
+    row = {"participant": "p", "trial": 1, "image": "test/c/1.png", "class": "c", "real_side": "left",
+           "choice": "right", "fooled": True, "response_s": 1.5}
+    rows = [row, {**row, "participant": "\x1b[2J\x1b[31mevil", "trial": 2}, {**row, "trial": 3, "response_s": math.nan},
+            {**row, "trial": 4, "response_s": math.inf}]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json writes NaN and Infinity as such
+    turing.report([str(results)])
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out and "participant \\x1b[2J\\x1b[31m" in out  # shown as escapes, not obeyed
+    assert err.count("skipped a malformed row") == 2 and summary_line(out, "all")[:3] == [2, 2, 2]
+    assert "nan" not in out.lower().replace("n/a", "")
+    with pytest.raises(UserError, match="--chart .*not a regular file"):
+        turing.report([str(results)], chart=str(tmp_path))
+
+
 # ----------------------------------------------------------------------------------------------
 # The desktop window (Agg here: no display)
 

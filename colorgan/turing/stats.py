@@ -28,6 +28,7 @@ def read_results(paths: list[str]) -> list[dict]:
                     row = json.loads(line)
                     ok = isinstance(row, dict) and all(isinstance(row.get(k), t) for k, t in ROW_TYPES.items())
                     ok = ok and row["real_side"] in SIDES and row["choice"] in (*SIDES, None)
+                    ok = ok and math.isfinite(row["response_s"]) and row["response_s"] >= 0  # NaN would poison every mean
                 except ValueError:
                     ok = False
                 if not ok:
@@ -65,6 +66,11 @@ def summarize(rows: list[dict]) -> list[tuple[str, dict]]:
     return [(name, group_stats(group)) for name, group in groups]
 
 
+def printable(text: str) -> str:
+    """text with control characters (a terminal's escape codes) shown as escapes, not obeyed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _pct(x: float) -> str:
     return "   n/a" if math.isnan(x) else f"{100 * x:5.1f}%"
 
@@ -76,7 +82,7 @@ def format_summary(rows: list[dict]) -> str:
              f"{'answered only':<24}   mean time"]
     for name, s in summarize(rows):
         mean = "n/a" if math.isnan(s["mean_s"]) else f"{s['mean_s']:.2f} s"
-        lines.append(f"{name[:28]:28} {s['trials']:6d} {s['answered']:8d} {s['fooled']:6d}   "
+        lines.append(f"{printable(name)[:28]:28} {s['trials']:6d} {s['answered']:8d} {s['fooled']:6d}   "
                      f"{_pct(s['rate'])} [{_pct(s['interval'][0])}, {_pct(s['interval'][1])}]   "
                      f"{_pct(s['rate_answered'])} [{_pct(s['interval_answered'][0])}, "
                      f"{_pct(s['interval_answered'][1])}]   {mean}")
@@ -96,7 +102,7 @@ def summary_chart(rows: list[dict], path: str) -> str:
         error = np.clip([rate - low, high - rate], 0, None)  # not below 0 by rounding at 0% and 100%
         ax.barh(y + offset, np.nan_to_num(rate), 0.38, xerr=np.nan_to_num(error), capsize=3, label=label)
     ax.axvline(50, color="gray", linestyle="--", linewidth=1)
-    ax.set_yticks(y, [name for name, _ in groups])
+    ax.set_yticks(y, [printable(name) for name, _ in groups])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("fooled rate (%), 95% Wilson interval; 50% = chance")
@@ -118,6 +124,7 @@ def report(paths: list[str], prefix: str = "", chart: str = ""):
             print(f"{prefix}No answers in {', '.join(paths)} yet.")
             return
         chart = chart or os.path.splitext(paths[0])[0] + ".png"
+        files.refuse_special(chart, "--chart")
         print(f"{prefix}Visual Turing test: {len(rows)} trials by {len({r['participant'] for r in rows})} "
               f"participant(s) in {', '.join(paths)}")
         print(format_summary(rows))
