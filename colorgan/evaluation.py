@@ -2,6 +2,7 @@
 and colourising your own photos at any resolution (the authors' test.py)."""
 import argparse
 import json
+import math
 import os
 import time
 
@@ -59,13 +60,19 @@ def main(argv=None) -> dict | list:
     if args.test_input:
         render = config.image_size if args.render_size is None else args.render_size
         return inference.colorize_files(generator, config, args.test_input, args.test_output, render)
-    runs = [(os.path.basename(os.path.normpath(run_dir)), generator, run_config)]
-    for path in args.compare:
+    folders = [os.path.normpath(run_dir), *map(os.path.normpath, args.compare)]
+    if len({os.path.realpath(f) for f in folders}) < len(folders):
+        raise UserError("--compare names a run twice (or the evaluated run itself): give each run once")
+    names = [os.path.basename(f) for f in folders]
+    if len(set(names)) < len(names):  # every run under the default --name is called CGAN: their paths tell them apart
+        names = folders
+    runs = [(names[0], generator, run_config)]
+    for name, path in zip(names[1:], args.compare):
         other, other_config = inference.load_run(path)
         if (other_config.dataset, other_config.image_size) != (config.dataset, config.image_size):
             raise UserError(f"{path} was trained on {other_config.dataset} at {other_config.image_size} px; "
                             f"{run_dir} on {config.dataset} at {config.image_size} px: not comparable")
-        runs.append((os.path.basename(os.path.normpath(path)), other, other_config))
+        runs.append((name, other, other_config))
     output = args.eval_output or os.path.join(work_dir, "eval")
     fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
     if not args.fid_weights:
@@ -166,7 +173,10 @@ def halves(values: dict) -> tuple[dict, dict]:
 def feature_metrics(fake: dict, real: dict, labels) -> dict:
     """FID-C10, C2ST (with its standard error and the machine's fooled rate) and, with labels, the
     class accuracy, from the CIFAR-10 network's {"features", "logits"} of paired images."""
-    probe = metrics.c2st(real["features"], fake["features"])
+    if len(real["features"]) >= 4:
+        probe = metrics.c2st(real["features"], fake["features"])
+    else:  # a probe cannot be cross-validated on fewer (the truth's halves of --max-images 4, say)
+        probe = {"accuracy": math.nan, "stderr": math.nan, "fooled": math.nan}
     values = {"fid_c10": metrics.frechet_distance(fake["features"], real["features"]), "c2st": probe["accuracy"],
               "c2st_stderr": probe["stderr"], "fooled": probe["fooled"]}
     if labels is not None:

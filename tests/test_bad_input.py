@@ -1,8 +1,10 @@
 """Bad input a user can reach: each command stops with one line that names the problem, writes
 nothing outside its output, and shows no traceback."""
 import importlib.util
+import math
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -180,6 +182,17 @@ def test_the_debris_of_killed_writes_is_removed_by_the_next_run(folder, trained,
     evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input", str(tmp_path / "in"),
                      "--test-output", str(tmp_path / "out")])
     assert sorted(os.listdir(tmp_path / "out")) == [young.name, "a.png"]
+
+
+def test_compared_runs_of_one_name_are_told_apart_and_a_run_twice_is_refused(trained, tmp_path):
+    for parent in "ab":  # two runs under the default --name, as every `python train.py` makes
+        shutil.copytree(trained / "runs" / "ab", tmp_path / parent / "CGAN")
+    first, second = str(tmp_path / "a" / "CGAN"), str(tmp_path / "b" / "CGAN")
+    report = evaluation.main(["--checkpoints-path", first, "--compare", second, "--max-images", "4",
+                              "--eval-output", str(tmp_path / "eval")])
+    assert [row["name"] for row in report["rows"]] == [first, second, "gray baseline", "ground truth"]
+    assert 0 <= report["rows"][0]["c2st"] <= 1 and math.isnan(report["rows"][-1]["c2st"])  # 2 + 2 halves: no probe
+    one_line_error(lambda: evaluation.main(["--checkpoints-path", first, "--compare", first + "/"]), "a run twice")
 
 
 def test_a_garbage_generator_is_named_as_such(trained, tmp_path):
