@@ -29,6 +29,12 @@ BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
                        "colorgan-cifar10")
 SHIPPED_OUTPUT = os.path.join("output", "colorgan-cifar10")  # its evaluations and Turing results: not in the repo
+
+
+def is_shipped(run_dir: str) -> bool:
+    return os.path.realpath(run_dir) == os.path.realpath(SHIPPED)
+
+
 WHICH_MODEL = """which model: the run that --checkpoints-path/--name name (an error if it does not exist); without
 them ./checkpoints/CGAN, the run `python train.py` writes, once it exists; else the model that ships
 with colorgan, checkpoints/colorgan-cifar10 (see its MODEL_CARD.md). The command's first line names it."""

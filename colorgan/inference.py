@@ -12,7 +12,8 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, devices, files, images, models
-from colorgan.config import SHIPPED, SHIPPED_OUTPUT, Config, UserError, first_line, load_config, make_config
+from colorgan.config import (SHIPPED, SHIPPED_OUTPUT, Config, UserError, first_line, is_shipped, load_config,
+                             make_config)
 
 
 def choose_run(given: dict) -> tuple[str, str, str]:
@@ -33,10 +34,6 @@ def choose_run(given: dict) -> tuple[str, str, str]:
     return SHIPPED, SHIPPED_OUTPUT, (f"model: {os.path.relpath(SHIPPED)}, the shipped model ({card}); your own run "
                                      f"takes its place: {requested.run_dir} once train.py has written it, or "
                                      "--checkpoints-path/--name")
-
-
-def is_shipped(run_dir: str) -> bool:
-    return os.path.realpath(run_dir) == os.path.realpath(SHIPPED)
 
 
 def _has_config(folder: str) -> bool:

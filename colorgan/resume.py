@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from colorgan import files
 from colorgan.devices import is_chief
-from colorgan.config import ARCHITECTURE, SHIPPED, Config, UserError, differences, first_line, load_config, on_run
+from colorgan.config import ARCHITECTURE, Config, UserError, differences, first_line, is_shipped, load_config, on_run
 
 
 class TrainingError(UserError):
@@ -27,7 +27,7 @@ def locked(config: Config):
     racing for its checkpoints. An flock on .<name>.lock beside the folder, which the kernel releases
     when the process ends however it ends, so a killed run leaves no stale lock. Only the chief
     locks: the other workers of a multi-worker run share the folder by design."""
-    if os.path.realpath(config.run_dir) == os.path.realpath(SHIPPED):
+    if is_shipped(config.run_dir):
         raise TrainingError(f"{config.run_dir} is the model that ships with colorgan, not a run to train in: "
                             "choose another --name (or --checkpoints-path)")
     if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
