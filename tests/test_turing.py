@@ -1,6 +1,7 @@
 """The visual Turing test: a real session in headless Chromium, the server's refusals, what the
 browser can see, resuming after a crash, the statistics and the desktop window's trial logic."""
 import argparse
+import errno
 import http.client
 import io
 import json
@@ -62,8 +63,12 @@ class Client:
     def start(self, name):
         return self.post("/api/start", {"participant": name})[1]["token"]
 
-    def next(self, token):
-        return self.post("/api/next", {"token": token})[1]
+    def next(self, token, show=True):
+        """The next trial; show: fetch both its images, as the page does before it takes an answer."""
+        reply = self.post("/api/next", {"token": token})[1]
+        for side in turing.SIDES if show and "trial" in reply else ():
+            assert self.request("GET", reply[side])[0] == 200
+        return reply
 
     def answer(self, token, trial, choice="left"):
         return self.post("/api/answer", {"token": token, "trial": trial, "choice": choice, "client_s": 0.5})
@@ -175,14 +180,27 @@ def test_a_failed_write_is_reported_and_leaves_nothing_to_flush_later(serve, tmp
     client, test = serve()
     token = client.start("ann")
     trial = client.next(token)["trial"]
-    results, test.file = test.file, open("/dev/full", "ab", buffering=0)  # every write: no space left on device
+
+    class Full:  # the results file on a disk that fills up: part of a row written, then ENOSPC
+        def __init__(self, file):
+            self.file = file
+
+        def fileno(self):
+            return self.file.fileno()
+
+        def write(self, data):
+            self.file.write(data[:7])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    results = test.file
+    test.file = Full(results)
     try:
         for _ in range(2):  # the participant retries while the disk is still full
             status, reply = client.answer(token, trial)
-            assert status == 503 and "could not be saved" in reply["error"]
+            assert status == 503 and "No space left" in reply["error"]
     finally:
-        test.file.close()
         test.file = results
+    assert not (tmp_path / "results.jsonl").read_bytes()  # the part-written row was cut off
     assert client.answer(token, trial) == (200, {"recorded": "answer"})  # writable again: the retry counts
     assert client.answer(token, client.next(token)["trial"])[0] == 200
     rows = read_rows(tmp_path / "results.jsonl")
@@ -248,6 +266,118 @@ def test_a_late_answer_counts_as_no_answer(serve, tmp_path):
     assert client.answer(token, trial["trial"]) == (200, {"recorded": "no answer"})
     row, = read_rows(tmp_path / "results.jsonl")
     assert row["choice"] is None and row["late"] and not row["fooled"] and row["response_s"] > 0.6
+
+
+def test_the_clock_starts_with_the_first_image_and_a_late_trial_shows_nothing(serve, tmp_path):
+    client, _ = serve(delay=0.2)
+    token = client.start("ann")
+    unseen = client.next(token, show=False)
+    assert client.answer(token, unseen["trial"])[0] == 409  # an answer to images never shown does not count
+    assert client.request("GET", unseen["left"])[0] == 200  # one image studied: the clock runs from here
+    time.sleep(0.2 + turing.GRACE + 0.2)
+    assert client.request("GET", unseen["right"])[0] == 404  # too late to see its pair
+    assert client.answer(token, unseen["trial"]) == (200, {"recorded": "no answer"})
+    row, = read_rows(tmp_path / "results.jsonl")
+    assert row["choice"] is None and row["late"] and row["response_s"] > 0.6
+    skipped = client.next(token, show=False)  # no answer to an unseen pair is allowed: it records none
+    assert client.post("/api/answer", {"token": token, "trial": skipped["trial"], "choice": None,
+                                       "client_s": None}) == (200, {"recorded": "no answer"})
+
+
+def test_a_results_file_deleted_while_serving_is_written_back_and_a_moved_one_refuses_answers(serve, tmp_path,
+                                                                                              capsys):
+    client, _ = serve()
+    path = tmp_path / "results.jsonl"
+    token = client.start("ann")
+    assert client.answer(token, client.next(token)["trial"])[0] == 200
+    path.unlink()  # an experimenter tidying up
+    assert client.answer(token, client.next(token)["trial"]) == (200, {"recorded": "answer"})
+    assert [r["trial"] for r in read_rows(path)] == [1, 2]  # both, in the file named
+    assert "was deleted while the test ran" in capsys.readouterr().out
+    path.rename(tmp_path / "moved.jsonl")
+    trial = client.next(token)["trial"]
+    for _ in range(2):
+        status, reply = client.answer(token, trial)
+        assert status == 503 and "moved or replaced" in reply["error"]  # refused, so never acknowledged
+    assert capsys.readouterr().out.count("was moved or replaced") == 1  # the experimenter is told once
+    assert not path.exists() and len(read_rows(tmp_path / "moved.jsonl")) == 2
+
+
+def test_two_servers_on_one_results_file_are_refused(tmp_path):
+    path = str(tmp_path / "results.jsonl")
+    first = turing.TuringTest(make_items(2), path)
+    with pytest.raises(UserError, match="in use by another test_turing.py"):
+        turing.TuringTest(make_items(2), path)
+    first.close()
+    turing.TuringTest(make_items(2), path).close()  # free again once the first one stopped
+
+
+def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_deadline(serve, monkeypatch):
+    monkeypatch.setattr(turing.server, "REQUEST_S", 1.0)
+    client, _ = serve()
+    trickle = socket.create_connection(("127.0.0.1", client.port))
+    trickle.settimeout(0.1)  # each recv below waits 0.1 s: far below the 30 s of one recv on the server
+    started, cut = time.monotonic(), False
+    for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"x" * 200:
+        try:
+            trickle.sendall(bytes([byte]))
+            if trickle.recv(100) == b"":
+                cut = True
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            cut = True
+            break
+    trickle.close()
+    assert cut and 0.9 < time.monotonic() - started < 10
+
+
+def test_connections_beyond_the_cap_wait_for_a_free_thread(serve, monkeypatch):
+    monkeypatch.setattr(turing.server, "MAX_CONNECTIONS", 2)
+    client, _ = serve()
+    held = [socket.create_connection(("127.0.0.1", client.port)) for _ in range(2)]
+    replies = []
+    waiting = threading.Thread(target=lambda: replies.append(client.request("GET", "/")[0]), daemon=True)
+    waiting.start()
+    waiting.join(1.0)
+    assert not replies  # the two silent connections hold both threads: the third waits in the backlog
+    for conn in held:
+        conn.close()
+    waiting.join(10)
+    assert replies == [200]
+
+
+def test_a_finishing_participant_is_answered_before_the_summary_is_drawn(tmp_path):
+    drawn = threading.Event()
+
+    def slow_summary(name):
+        time.sleep(2)
+        drawn.set()
+
+    test = turing.TuringTest(make_items(1), str(tmp_path / "results.jsonl"))
+    server = turing.Server(test, "127.0.0.1", 0, on_finish=slow_summary)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        client = Client(server.server_address[1])
+        token = client.start("ann")
+        assert client.answer(token, client.next(token)["trial"])[0] == 200
+        started = time.monotonic()
+        assert client.next(token) == {"done": True, "summary": "1 answers recorded. The results are with the "
+                                                               "experimenter."}
+        assert time.monotonic() - started < 1.5 and not drawn.is_set()
+        assert drawn.wait(10)  # and the summary still comes
+    finally:
+        server.shutdown()
+        server.server_close()
+        test.close()
+
+
+def test_the_final_summary_of_a_deleted_results_file_says_so(tmp_path, monkeypatch, capsys):
+    test = turing.TuringTest(make_items(1), str(tmp_path / "results.jsonl"))
+    monkeypatch.setattr(turing.server.Server, "serve_forever", lambda server: os.remove(test.path))
+    turing.serve(test, "127.0.0.1", 0, open_browser=False)
+    assert "nothing to summarize" in capsys.readouterr().out
 
 
 def test_it_binds_loopback_by_default(tmp_path, monkeypatch):
@@ -326,16 +456,19 @@ def test_a_restarted_server_resumes_each_participant(tmp_path):
     for _ in range(2):
         trial = test.next_trial("ann")
         seen.append(trial.item.key)
+        test.shown(trial)
         test.answer(trial.id, "ann", "left", 0.3)
         assert len(read_rows(path)) == len(seen)  # on disk the moment it arrives, before any close
     test.next_trial("ann")  # on screen when the server died: not answered, so not recorded
     with open(path, "ab") as f:
         f.write(b'{"participant": "ann", "tri')  # and a row cut off mid-write
-    test = turing.TuringTest(items, path)  # the restart (the old one was never closed)
+    test.file.close()  # the server died: the kernel closed its file and released its lock, nothing more
+    test = turing.TuringTest(items, path)  # the restart
     trial = test.next_trial("ann")
     assert trial.number == 3 and trial.item.key not in seen
     assert test.next_trial("bob").number == 1
     while trial:
+        test.shown(trial)
         test.answer(trial.id, "ann", "right")
         trial = test.next_trial("ann")
     test.close()

@@ -7,20 +7,24 @@ import pathlib
 import re
 import secrets
 import socket
+import queue
 import sys
+import threading
 import time
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 from colorgan.config import UserError
-from colorgan.turing.stats import read_results, report
+from colorgan.turing.stats import report
 from colorgan.turing.trials import SIDES, Rejected, TuringTest
 
 NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control characters
 MAX_BODY = 4096
 ACTIVE_S = 120  # a name used this recently by another session is taken
 TIMEOUT_S = 30  # a connection that sends nothing for this long is closed
+REQUEST_S = 60  # and one whose request and reply together take longer: a byte every few seconds holds no thread
+MAX_CONNECTIONS = 64  # threads at once; more wait in the listen backlog
 
 PAGE = (pathlib.Path(__file__).parent / "page.html").read_bytes()  # and its script
 
@@ -36,6 +40,26 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # one line per image would drown the summary
         pass
+
+    def setup(self):
+        super().setup()
+        # The socket timeout bounds one recv; this bounds the whole request.
+        self.deadline = threading.Timer(REQUEST_S, self._cut)
+        self.deadline.daemon = True
+        self.deadline.start()
+
+    def finish(self):
+        self.deadline.cancel()
+        try:
+            super().finish()
+        except OSError:  # the client went away: nothing to flush to
+            pass
+
+    def _cut(self):
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def do_GET(self):
         if not self._host_allowed():
@@ -130,7 +154,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.finished(participant)
             # Nothing about which side was real: others (or they, under another name) may still take
             # trials of the same images. The figures are the experimenter's (terminal, --summarize).
-            answered = sum(r["participant"] == participant for r in read_results([self.server.test.path]))
+            answered = self.server.test.progress(participant)
             return {"done": True, "summary": f"{answered} answers recorded. The results are with the experimenter."}
         return {"trial": trial.id, "number": trial.number, "total": trial.total, "delay": self.server.test.delay,
                 "left": "/img/" + trial.images["left"], "right": "/img/" + trial.images["right"]}
@@ -169,13 +193,43 @@ class Server(ThreadingHTTPServer):
         self.names = {"localhost", host.lower(), socket.gethostname().lower(), socket.getfqdn().lower()}
         self.test, self.sessions, self.on_finish, self.done = test, {}, on_finish, set()
         self.last_seen = {}  # participant -> (token, time of their last request)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # Finishes are reported (the results read again, a chart drawn) off the request path, in turn.
+        self.finishes = queue.SimpleQueue()
+        threading.Thread(target=self._report_finishes, daemon=True).start()
+
+    def process_request(self, request, client_address):
+        self.slots.acquire()  # the accept loop waits here: connections beyond the cap queue in the backlog
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):  # a browser closing its tab is not an error
+            super().handle_error(request, client_address)
 
     def finished(self, participant: str):
         with self.test.lock:
             first = participant not in self.done
             self.done.add(participant)
         if first and self.on_finish:
-            self.on_finish(participant)
+            self.finishes.put(participant)
+
+    def _report_finishes(self):
+        while True:
+            participant = self.finishes.get()
+            try:
+                self.on_finish(participant)
+            except Exception as error:  # noqa: BLE001  (the summary is a courtesy: serving goes on)
+                print(f"error: summary after {participant} finished: {type(error).__name__}: {error}", flush=True)
 
 
 def _is_ip(host: str) -> bool:
@@ -212,4 +266,7 @@ def serve(test: TuringTest, host: str = "127.0.0.1", port: int = 8000, participa
     finally:
         server.server_close()
         test.close()
-    report([test.path])
+    if os.path.isfile(test.path):
+        report([test.path])
+    else:
+        print(f"no results file at {test.path} (moved or deleted): nothing to summarize")

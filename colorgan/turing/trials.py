@@ -1,6 +1,7 @@
 """The trials of the visual Turing test: test images and their colourisations, each participant's
 order, and the answers, appended to a JSON-lines file and fsynced the moment they arrive."""
 import dataclasses
+import fcntl
 import io
 import json
 import os
@@ -91,7 +92,7 @@ class Trial:
     created: float
     images: dict  # side -> random image id
     served: set = dataclasses.field(default_factory=set)
-    shown: float | None = None  # when the pair was on screen (both images served)
+    shown: float | None = None  # when its first image was served: the clock of the delay
     answered: bool = False
 
     def image(self, side: str) -> bytes:
@@ -107,15 +108,28 @@ class TuringTest:
         self.lock = threading.Lock()
         self.trials, self.images, self.pending = {}, {}, {}  # trial id, image id, participant -> Trial
         self.done = {}  # participant -> keys of the images they answered, this run or before
+        self.moved = False  # the results file was moved away: told once
         files.refuse_special(results_path, "--results")  # a device or FIFO would never end the read below
-        if os.path.exists(results_path):
-            for row in read_results([results_path]):
-                self.done.setdefault(row["participant"], set()).add(row["image"])
         os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
-        # Unbuffered: a write that fails leaves no bytes behind to be flushed with a later row.
-        self.file = open(results_path, "ab", buffering=0)
+        self.file = self._open_locked()
+        for row in read_results([results_path]):
+            self.done.setdefault(row["participant"], set()).add(row["image"])
         if self.file.tell() and not _ends_with_newline(results_path):
             self._append(b"\n")  # a crash mid-row left a partial line: start a fresh one
+
+    def _open_locked(self):
+        """The results file, opened to append and locked for this process: a second server on it
+        would serve every participant each image again and count both answers."""
+        # Unbuffered: a write that fails leaves no bytes behind to be flushed with a later row. Readable
+        # too: a file deleted meanwhile is written back from this copy.
+        f = open(self.path, "a+b", buffering=0)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise UserError(f"{self.path} is in use by another test_turing.py: stop it first, or give this one "
+                            "its own --results") from None
+        return f
 
     def close(self):
         self.file.close()
@@ -145,18 +159,20 @@ class TuringTest:
             return trial
 
     def image(self, image_id: str) -> bytes | None:
-        """An image of an unanswered trial; serving both puts the pair on screen and starts its clock."""
+        """An image of an open trial. The first one served starts the trial's clock: a client that
+        fetched one image has seen it, whenever it asks for the other."""
         with self.lock:
             trial, side = self.images.get(image_id, (None, None))
-            if trial is None or trial.answered:
+            if trial is None or trial.answered or self._expired(trial):
                 return None
             trial.served.add(side)
-            if len(trial.served) == 2 and trial.shown is None:
-                trial.shown = time.monotonic()
+            trial.shown = trial.shown or time.monotonic()
             return trial.image(side)
 
     def shown(self, trial: Trial):
+        """The pair is on screen (the desktop window draws both at once)."""
         with self.lock:
+            trial.served.update(SIDES)
             trial.shown = trial.shown or time.monotonic()
 
     def answer(self, trial_id: str, participant: str, choice: str | None, client_s: float | None = None) -> dict:
@@ -170,6 +186,8 @@ class TuringTest:
             if trial.answered:
                 raise Rejected(409, "trial already answered")
             late = self._expired(trial)
+            if choice is not None and not late and len(trial.served) < 2:
+                raise Rejected(409, "this trial's images were not both shown: load them before answering")
             return self._record(trial, None if late else choice, client_s, late)
 
     def _expired(self, trial: Trial) -> bool:
@@ -195,6 +213,7 @@ class TuringTest:
 
     def _append(self, data: bytes):
         """Append data whole and on disk (fsync) before anyone sees the next pair, or not at all."""
+        self._check_file()
         start = os.fstat(self.file.fileno()).st_size
         try:
             written = 0
@@ -207,6 +226,33 @@ class TuringTest:
             except OSError:
                 pass
             raise
+
+
+    def _check_file(self):
+        """An answer is acknowledged only once it is in the file the experimenter named: one deleted
+        meanwhile is written back from the open copy; one moved or replaced refuses answers."""
+        held = os.fstat(self.file.fileno())
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        if named and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return
+        if named is None and held.st_nlink == 0:
+            with files.atomic_path(self.path) as temporary, open(temporary, "wb") as new:
+                new.write(os.pread(self.file.fileno(), held.st_size, 0))
+                new.flush()
+                os.fsync(new.fileno())
+            self.file.close()
+            self.file = self._open_locked()
+            print(f"warning: {self.path} was deleted while the test ran: written back with its answers so far",
+                  flush=True)
+            return
+        if not self.moved:
+            self.moved = True
+            print(f"warning: {self.path} was moved or replaced while the test ran: answers are refused until "
+                  "the server is restarted (it then resumes each participant)", flush=True)
+        raise OSError(f"the results file {self.path} was moved or replaced")
 
 
 def _ends_with_newline(path: str) -> bool:
