@@ -200,6 +200,15 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
             del objects["architecture"]  # written before colorgan recorded it
         if "generator_ema" in objects and not any(n.startswith("generator_ema/") for n in names):
             del objects["generator_ema"]  # --ema turned on for a run without it: the average starts here
+        for opt in ("gen_opt", "disc_opt"):
+            scale = opt.replace("opt", "loss_scale")
+            if opt in objects and any(n.startswith(f"{opt}/inner_optimizer/") for n in names):
+                # float16, saved before the loss scale was kept apart: the LossScaleOptimizer whole
+                kept = objects.pop(scale, None)
+                objects[opt] = tf.train.Checkpoint(inner_optimizer=objects[opt], **(
+                    {"dynamic_scale": kept.dynamic_scale, "step_counter": kept.step_counter} if kept else {}))
+            elif scale in objects and not any(n.startswith(f"{scale}/") for n in names):
+                del objects[scale]  # saved in bfloat16 or float32, resumed in float16: the scale starts afresh
         try:
             # partial: it may hold more (the data iterator, the preemption handler's count)
             restore(tf.train.Checkpoint(**objects), path, partial=True)

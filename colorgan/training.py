@@ -54,6 +54,18 @@ def _apply_if_finite(optimizer, grads, variables):
     context.merge_call(in_cross_replica, args=(bad, grads, variables))
 
 
+def adam(optimizer):
+    """The Adam inside float16's LossScaleOptimizer, or the optimizer itself."""
+    return optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
+
+
+def loss_scale(optimizer) -> tf.train.Checkpoint | None:
+    """float16's dynamic loss scale and its counter; None in other precisions."""
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    return tf.train.Checkpoint(dynamic_scale=optimizer.dynamic_scale, step_counter=optimizer.step_counter)
+
+
 class Run:
     """Models, optimisers and counters of one run, built under the strategy's scope."""
 
@@ -105,8 +117,12 @@ class Run:
             self.ab_table = tf.constant(losses.rebalancing_table(histogram, config.rebalance), tf.float32)
 
     def state(self, **extra) -> dict:
+        """What a checkpoint holds. The optimisers' Adam state is saved apart from float16's loss
+        scale, so that a run moves between precisions: a CPU's bfloat16 or float32 run continues on
+        a GPU in float16 (its loss scale starting afresh), and back."""
         state = dict(generator=self.generator, generator_ema=self.generator_ema, discriminator=self.discriminator,
-                     gen_opt=self.gen_opt, disc_opt=self.disc_opt, step=self.step, epoch=self.epoch,
+                     gen_opt=adam(self.gen_opt), disc_opt=adam(self.disc_opt), gen_loss_scale=loss_scale(self.gen_opt),
+                     disc_loss_scale=loss_scale(self.disc_opt), step=self.step, epoch=self.epoch,
                      epoch_step=self.epoch_step, rng=self.rng, architecture=self.architecture, **extra)
         return {k: v for k, v in state.items() if v is not None}  # --model unet: no discriminator; no --ema: no average
 
@@ -136,7 +152,9 @@ class Run:
         return metrics.pixel_accuracy(colour, fake, self.config.color_space, self.config.acc_thresh) / replicas
 
     def _update(self, optimizer, loss, tape, variables):
-        grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        with tape:  # float16's loss scale, recorded: scaled outside the tape, the loss has no gradient
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # which skips such steps itself
             optimizer.apply_gradients(zip(grads, variables))
         else:

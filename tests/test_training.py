@@ -361,6 +361,94 @@ def test_bfloat16_step_on_cpu(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_float16_with_loss_scaling_updates_as_float32_does():
+    """auto's choice on every GPU, run on the CPU: the scaled loss must reach the gradients (a loss
+    scaled outside the tape has none), the updates are float32's, unscaled, and a scale too large
+    for float16 falls, skipping those updates, until they fit."""
+    batch, updates = None, {}
+    for precision in ("off", "float16"):
+        cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
+                                 mixed_precision=precision)
+        try:
+            run = training.Run(cfg, tf.distribute.get_strategy())  # the same seed: the same first weights
+            run.build_steps()
+            batch = batch or next(iter(data.make_dataset(cfg, "train")))
+            kernels = [v for v in run.discriminator.trainable_variables if "kernel" in v.path]
+            before = [v.numpy() for v in kernels]
+            values = run.train_steps["gan"](batch)
+            assert all(np.isfinite(v.numpy()) for v in values.values()), values
+            updates[precision] = np.concatenate([(v.numpy() - b).ravel() for v, b in zip(kernels, before)])
+            if precision == "float16":
+                assert run.generator.get_layer("enc1").compute_dtype == "float16"
+                assert (run.disc_opt.dynamic_scale.numpy(), run.disc_opt.step_counter.numpy()) == (32768, 1)
+                g_before = [v.numpy() for v in run.generator.trainable_variables]
+                scales = [float(run.gen_opt.dynamic_scale.numpy())]
+                while run.gen_opt.step_counter.numpy() == 0 and len(scales) < 12:
+                    run.train_steps["gan"](batch)
+                    scales.append(float(run.gen_opt.dynamic_scale.numpy()))
+                # G's L1 term (x100) overflows float16 at the first scales: each skipped update halves it
+                assert run.gen_opt.step_counter.numpy() > 0, scales
+                assert all(b <= a for a, b in zip(scales, scales[1:])) and scales[-1] < 32768
+                assert any(not np.array_equal(v.numpy(), b) for v, b in zip(run.generator.trainable_variables,
+                                                                           g_before))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    moved = np.abs(updates["off"]) > 0
+    assert moved.mean() > 0.9 and np.abs(updates["float16"]).max() < 2 * np.abs(updates["off"]).max()
+    agree = np.sign(updates["float16"][moved]) == np.sign(updates["off"][moved])
+    # Adam's first step is lr * sign(gradient): the same directions, but for the smallest gradients,
+    # whose signs float16's rounding flips (0.80 measured; a wrong update would be near chance, 0.5)
+    assert agree.mean() > 0.7, agree.mean()
+
+
+def test_a_run_moves_between_precisions_and_float16_keeps_its_loss_scale(tiny_folder, tmp_path, capsys):
+    """A CPU's float32 or bfloat16 run continues on a GPU in float16 (what auto picks there), and back;
+    float16 checkpoints of the earlier layout (the LossScaleOptimizer saved whole) still resume."""
+    for steps, precision in ((1, "off"), (2, "float16"), (3, "bfloat16")):
+        capsys.readouterr()
+        training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", str(steps),
+                                                   "--mixed-precision", precision)))
+        out = capsys.readouterr().out
+        assert f"step {steps}/{steps}" in out and "corrupt" not in out, out
+        assert steps == 1 or f"resumed from {tmp_path / 'run' / 'checkpoints'}/ckpt-{steps - 1}" in out, out
+
+    def restored(saved, precision):
+        """(G's loss scale, its counter, G's Adam moments) of a new run of precision restored from saved."""
+        cfg = config.make_config(dataset="cifar10", batch_size=4, width=0.125, mixed_precision=precision)
+        try:
+            run = training.Run(cfg, tf.distribute.get_strategy())
+            assert resume.restore_newest(run, str(saved))
+            adam = training.adam(run.gen_opt)
+            return (None if precision != "float16" else (float(run.gen_opt.dynamic_scale.numpy()),
+                                                         int(run.gen_opt.step_counter.numpy())),
+                    [v.numpy() for v in adam.variables if "momentum" in v.path])
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    cfg = config.make_config(dataset="cifar10", batch_size=4, width=0.125, mixed_precision="float16")
+    try:
+        run = training.Run(cfg, tf.distribute.get_strategy())
+        run.gen_opt.dynamic_scale.assign(64.0), run.gen_opt.step_counter.assign(7)
+        moments = [v.numpy() for v in training.adam(run.gen_opt).variables if "momentum" in v.path]
+        for v in training.adam(run.gen_opt).variables:
+            v.assign(tf.fill(v.shape, tf.cast(0.25, v.dtype)))
+        moments = [np.full_like(m, 0.25) for m in moments]
+        state = run.state()
+        tf.train.Checkpoint(**state).write(str(tmp_path / "new" / "ckpt-1"))
+        earlier = {k: v for k, v in state.items() if not k.endswith("loss_scale")}  # what earlier code saved
+        tf.train.Checkpoint(**{**earlier, "gen_opt": run.gen_opt, "disc_opt": run.disc_opt}).write(str(tmp_path / "old" / "ckpt-1"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert any(n.startswith("gen_opt/inner_optimizer/") for n, _ in tf.train.list_variables(str(tmp_path / "old" / "ckpt-1")))
+    for folder in ("new", "old"):
+        scale, adam = restored(tmp_path / folder, "float16")
+        assert scale == (64.0, 7) and all(np.array_equal(a, m) for a, m in zip(adam, moments)), folder
+        scale, adam = restored(tmp_path / folder, "off")
+        assert scale is None and all(np.array_equal(a, m) for a, m in zip(adam, moments)), folder
+    scale, _ = restored(tmp_path / "run" / "checkpoints", "float16")  # the bfloat16 step's checkpoint
+    assert scale == (32768.0, 0)  # no loss scale there: it starts afresh
+
+
 TWO_DEVICES = r"""
 import sys, numpy as np
 import colorgan, tensorflow as tf
