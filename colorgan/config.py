@@ -82,6 +82,7 @@ class Config:
                                 "with native bfloat16 (AVX512_BF16, AMX), else off",
                                 choices=("auto", "off", "float16", "bfloat16"))
     jit_compile: bool = _opt(False, "compile the train step with XLA (slower on CPU, see bench/README.md)")
+    join_timeout: float = _opt(900.0, "seconds a worker of a TF_CONFIG cluster waits for the others to start")
     sync_batchnorm: bool = _opt(False, "synchronise BatchNorm statistics across devices")
     spectral_norm: bool = _opt(False, "spectral normalisation of every discriminator convolution (Miyato et al. 2018)")
     keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep")
@@ -201,7 +202,7 @@ RANGES = {
                      "save_interval", "sample_interval"), AT_LEAST_1),
     **dict.fromkeys(("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
                      "pretrain_discriminator_epochs", "l1_weight"), NOT_NEGATIVE),
-    **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh"), POSITIVE),
+    **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh", "join_timeout"), POSITIVE),
     "lr": (lambda v: 0 < v <= 1, "must be positive and at most 1"),
     "width": (lambda v: 0 < v <= 8, "must be positive and at most 8"),
     "disc_lr_ratio": (lambda v: 0 < v <= 100, "must be positive and at most 100"),

@@ -75,6 +75,8 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
     if generator.output_shape[-1] != out_channels or generator.input_shape[-1] != 1:
         raise UserError(f"{run_dir}: the generator does not fit its config.json "
                         f"(outputs {generator.output_shape[-1]} channels, config says {out_channels})")
+    if mismatch := models.encoder_mismatch(generator, config):
+        raise UserError(f"{run_dir}: the generator does not fit its config.json: {mismatch}")
     return generator, config
 
 

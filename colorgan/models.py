@@ -7,6 +7,8 @@ truncated normal = lecun_normal). BatchNorm comes before the activation.
 """
 import functools
 
+import re
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -43,6 +45,20 @@ def _arch(dataset, skips=True):
     if not skips:  # encoder-decoder: one level more, down to a 1x1x512 bottleneck at the preset size
         encoder, decoder = encoder + [(512, 2)], decoder[:1] + decoder
     return encoder, decoder
+
+
+def encoder_mismatch(generator: keras.Model, config) -> str:
+    """How the paper's U-Net or encoder-decoder generator differs from what config describes (its
+    encoder's channels: --width, --dataset, --model), or "" where it fits or has a backbone."""
+    if config.backbone != "none":
+        return ""
+    encoder, _ = _arch(config.dataset, skips=config.model != "encoder-decoder")
+    have = [layer.filters for layer in generator.layers if re.fullmatch(r"enc\d+", layer.name)]
+    want = [_scaled(filters, config.width) for filters, _ in encoder]
+    if have == want:
+        return ""
+    return (f"its encoder's channels are {have}; --dataset {config.dataset} --model {config.model} "
+            f"--width {config.width:g} give {want}")
 
 
 def total_stride(dataset="cifar10", model="gan", backbone="none"):

@@ -290,7 +290,7 @@ def train(config: Config, fresh: bool = False) -> str:
 
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
-    strategy = devices.make_strategy()  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    strategy = devices.make_strategy(config.join_timeout)  # first: MultiWorkerMirroredStrategy must precede other TF ops
     with resume.locked(config):
         return _train(config, strategy, fresh)
 

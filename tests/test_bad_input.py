@@ -1,13 +1,17 @@
 """Bad input a user can reach: each command stops with one line that names the problem, writes
 nothing outside its output, and shows no traceback."""
 import importlib.util
+import json
 import math
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -71,11 +75,56 @@ def test_broken_config_json_for_train_and_eval(folder, tmp_path, content):
     assert (tmp_path / "runs" / "run" / "config.json").read_text() == content
 
 
-@pytest.mark.parametrize("value, match", [("{not json", "TF_CONFIG is not JSON"), ("[1, 2]", "must be a JSON object"),
-                                          ('{"cluster": 3, "task": {}}', "must be a JSON object")])
+@pytest.mark.parametrize("value, match", [
+    ("{not json", "TF_CONFIG is not JSON"), ("[1, 2]", "must be a JSON object"),
+    ('{"cluster": 3, "task": {}}', "must be a JSON object"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}', "workers and at most one "
+     "chief; not ps"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "task worker 2 is not in the "
+     "cluster, which has 2 worker"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "task chief 0 is not in the cluster"),
+    ('{"cluster": {"worker": ["no port"]}, "task": {"type": "worker", "index": 0}}', '"host:port" addresses')])
 def test_a_broken_tf_config(folder, tmp_path, monkeypatch, value, match):
     monkeypatch.setenv("TF_CONFIG", value)
     one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs")), match)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_tf_config_port_in_use(folder, tmp_path, monkeypatch):
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": [f"localhost:{port}", "localhost:1"]},
+                                                    "task": {"type": "worker", "index": 0}}))
+        one_line_error(lambda: train_py.main(tiny_args(folder, tmp_path / "runs")), f"port {port} cannot be used")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("stop, index", [("SIGTERM", 0), ("timeout", 0), ("timeout", 1)])  # 0: the leader
+def test_a_worker_whose_peers_never_start_says_so_and_stops(folder, tmp_path, stop, index):
+    from tests.test_training import free_ports
+    ports = free_ports(2)
+    own, other = ports[index], ports[1 - index]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CONFIG=json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
+    args = tiny_args(folder, tmp_path / "runs", *(["--join-timeout", "3"] if stop == "timeout" else []))
+    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in process.stdout:  # the first thing it says: what it waits for
+        lines.append(line)
+        if "waiting for the 1 other(s)" in line:
+            break
+    assert f"127.0.0.1:{other}" in lines[-1], lines
+    if stop == "SIGTERM":
+        time.sleep(2)  # inside TensorFlow's wait by now
+        process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    if stop == "SIGTERM":
+        assert process.returncode == 128 + signal.SIGTERM and "SIGTERM while waiting for the other workers" in out
+    else:
+        assert process.returncode == 1 and f"127.0.0.1:{other} did not start within 3 s" in out, out
     assert not (tmp_path / "runs").exists()
 
 
@@ -201,6 +250,16 @@ def test_a_garbage_generator_is_named_as_such(trained, tmp_path):
     (run / "config.json").write_bytes((trained / "runs" / "run" / "config.json").read_bytes())
     (run / "generator.keras").write_bytes(b"garbage")
     one_line_error(lambda: evaluation.main(["--checkpoints-path", str(run)]), "not a .keras file")
+
+
+@pytest.mark.parametrize("change", [{"width": 0.25}, {"dataset": "places365"}, {"model": "encoder-decoder"}])
+def test_a_config_json_that_does_not_describe_its_generator(trained, tmp_path, change):
+    run = tmp_path / "run"
+    shutil.copytree(trained / "runs" / "run", run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **change}))
+    one_line_error(lambda: evaluation.main(["--checkpoints-path", str(run), "--test-input", str(run / "samples")]),
+                   r"does not fit its config.json: its encoder's channels are \[8, 16, 32, 64, 64\]")
 
 
 def test_same_stem_inputs_get_distinct_outputs(trained, tmp_path, capsys):
