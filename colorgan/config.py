@@ -230,11 +230,22 @@ def _check_values(config: Config) -> None:
 
 
 def run_command(main) -> None:
-    """An entry script's main(): a UserError is one line on stderr and exit status 1, no traceback."""
+    """An entry script's main(): a UserError, or a file system fault (a read-only or full disk, a
+    missing permission), is one line on stderr and exit status 1; Ctrl-C that reaches here (a
+    second one while training saves) is one line and 130; no traceback."""
     try:
         main()
     except UserError as error:
         sys.exit(f"error: {error}")
+    except OSError as error:
+        if not error.strerror:
+            raise
+        where = " ".join(f"{p}" for p in (error.filename, error.filename2) if p)
+        sys.exit(f"error: {error.strerror}{': ' + where if where else ''}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: files written before it are whole (each is renamed into place only once complete); "
+              "a training run resumes from its last checkpoint", file=sys.stderr)
+        sys.exit(130)
 
 
 def parse_command(argv, description: str, add_flags) -> tuple[dict, argparse.Namespace]:

@@ -1,5 +1,6 @@
 """Stopping cleanly: SIGINT / SIGTERM end a run after the current step with a checkpoint, and on
 several workers TensorFlow's preemption handler makes every worker save at the same step."""
+import contextlib
 import os
 import shutil
 import signal
@@ -34,6 +35,23 @@ class Stop:
 
     def restore(self):
         for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def finishing(what: str):
+    """After the last checkpoint: SIGINT or SIGTERM stop the writing of what with one line (its
+    temporary file removed, as every atomic write does) and the signal's exit status."""
+    def handle(signum, frame):
+        print(f"\n{signal.Signals(signum).name} while writing {what}: stopped; the last checkpoint is whole, and "
+              "the same command writes them again", flush=True)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 

@@ -334,10 +334,11 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     finally:
         loop.stop.restore()
         stopping.end_preemption(preemption, strategy, config.run_dir)
-    history = os.path.join(run_dir, "history.jsonl")
-    if os.path.exists(history):  # also without validation: the curves of the whole run
-        plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
-    return export(run, run_dir)
+    with stopping.finishing("the training curves and generator.keras"):
+        history = os.path.join(run_dir, "history.jsonl")
+        if os.path.exists(history):  # also without validation: the curves of the whole run
+            plots.training_curves(history, os.path.join(run_dir, "training_curves.png"))
+        return export(run, run_dir)
 
 
 class Loop:

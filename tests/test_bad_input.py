@@ -281,6 +281,35 @@ def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
     assert result.stderr.strip() == "error: --save-interval must be at least 1 (got 0)"
 
 
+def test_a_checkpoints_path_that_cannot_be_written_is_one_line(folder, tmp_path):
+    if os.geteuid() == 0:  # root writes past any mode bits: the kernel's own folder refuses it
+        target = "/sys/colorgan-test/runs"
+    else:
+        (tmp_path / "read-only").mkdir(mode=0o555)
+        target = str(tmp_path / "read-only" / "runs")
+    result = subprocess.run([sys.executable, "train.py", *tiny_args(folder, target)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.fullmatch(r"error: (Operation not permitted|Permission denied|Read-only file system): /\S+",
+                        result.stderr.strip()), result.stderr
+
+
+def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    for i in range(20):
+        shutil.copy(photos[0], inputs / f"{i}.png")
+    process = subprocess.Popen([sys.executable, "test_eval.py", "--test-input", str(inputs), "--test-output",
+                                str(tmp_path / "out"), "--render-size", "0"], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert process.stdout.readline().startswith("model: ")  # the shipped model, loading: 20 photos at full size to go
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().startswith("interrupted: files written before it are whole")
+    assert not [p for p in (tmp_path / "out").rglob("*") if files.DEBRIS.fullmatch(p.name)]  # no half-written file
+
+
 def test_an_empty_folder_is_one_line_after_no_tensorflow_log(tmp_path):
     (tmp_path / "empty").mkdir()
     command = [sys.executable, "train.py", "--dataset", "folder", "--dataset-path", str(tmp_path / "empty"),

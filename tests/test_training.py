@@ -622,6 +622,27 @@ def test_a_run_folder_is_used_by_one_process_at_a_time(tiny_folder, tmp_path):
         pass
 
 
+def test_a_sigterm_during_the_export_stops_it_with_one_line_and_the_same_command_exports(tiny_folder, tmp_path,
+                                                                                         capsys, monkeypatch):
+    save = keras.Model.save
+
+    def interrupted_save(model, path, *args, **kwargs):
+        save(model, path, *args, **kwargs)  # the temporary file is written: the rename is what must not happen
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(keras.Model, "save", interrupted_save)
+    args = config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1"))
+    with pytest.raises(SystemExit) as stopped:
+        training.train(args)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "SIGTERM while writing the training curves and generator.keras: stopped" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".") or p.suffix == ".keras") == []
+    monkeypatch.undo()
+    training.train(args)
+    out = capsys.readouterr().out
+    assert "ckpt-1 at step 1" in out and "generator exported" in out and (tmp_path / "run" / "generator.keras").is_file()
+
+
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
     checkpoints = tmp_path / "run" / "checkpoints"
