@@ -54,9 +54,9 @@ GRID_IMAGES = 10
 REESTIMATED, MOVING_AVERAGES = "re-estimated", "moving averages"
 
 
-def points(budget: int) -> list[int]:
-    """Images seen at each evaluation: 1000, 2000, 4000 ... below the budget, then the budget."""
-    marks = [1000 * 2 ** k for k in range(max(0, math.ceil(math.log2(max(budget, 1) / 1000))))]
+def points(budget: int, first: int = 1000) -> list[int]:
+    """Images seen at each evaluation: first, twice first, four times ... below the budget, then the budget."""
+    marks = [first * 2 ** k for k in range(max(0, math.ceil(math.log2(max(budget, 1) / first))))]
     return [m for m in marks if m < budget] + [budget]
 
 
@@ -187,6 +187,7 @@ def write_report(args, results: dict) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-images", type=int, default=92000, help="training images per method")
+    parser.add_argument("--first-point", type=int, default=1000, help="images at the first evaluation; then doubling")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="names above, or NAME=FLAGS")
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--dataset-path", default=os.path.join(ROOT, "..", "shared", "data", "cifar10"))
@@ -218,7 +219,7 @@ def main():
                        [*results.get("methods", []), *methods])))
     print(f"{len(reals)} test images; gray baseline: acc@2 {gray['acc@2']:.3f}, dE00 {gray['delta_e']:.2f}")
     batch_sizes = {name: method_config(args, name, flags, 1).batch_size for name, flags in methods.items()}
-    for images in points(args.budget_images):
+    for images in points(args.budget_images, args.first_point):
         column = {"gray": inference.gray_to_rgb(grid_gray), "original": reals[grid]}
         for name, flags in methods.items():
             steps = math.ceil(images / batch_sizes[name])  # a method's own --batch-size: more steps, same images
