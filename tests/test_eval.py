@@ -2,11 +2,13 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import keras
 import tensorflow as tf
 
 from colorgan import color, config, data, evaluation, features, files, images, inference, metrics
@@ -58,6 +60,15 @@ def photo_zoo(tmp_path, photos):
     (z / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     os.mkfifo(z / "fifo.jpg")  # opening it would block: it is not listed as an image
     return z
+
+
+def test_a_run_never_exported_loads_from_its_checkpoint_in_float32_and_leaves_the_policy_alone(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained / "runs" / "run", run, ignore=shutil.ignore_patterns("generator.keras"))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # a caller's (conftest restores float32 after)
+    generator, _ = inference.load_run(str(run))
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert {layer.compute_dtype for layer in generator.layers[1:]} == {"float32"}
 
 
 def test_batches_keep_the_input_lightness_when_asked(trained):
