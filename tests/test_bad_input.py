@@ -294,6 +294,22 @@ def test_a_checkpoints_path_that_cannot_be_written_is_one_line(folder, tmp_path)
                         result.stderr.strip()), result.stderr
 
 
+def test_a_second_ctrl_c_while_training_saves_is_one_line(capsys):
+    from colorgan import stopping
+    from colorgan.config import run_command
+    stop = stopping.Stop()
+    try:
+        stop.handle(signal.SIGINT, None)  # the first: save after this step
+        assert stop.signal == "SIGINT"
+        with pytest.raises(SystemExit) as exited:
+            run_command(lambda: stop.handle(signal.SIGINT, None))  # the second, while it saves: stop now
+    finally:
+        stop.restore()
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "resumes from its last checkpoint" in err
+
+
 def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
     inputs = tmp_path / "photos"
     inputs.mkdir()

@@ -132,6 +132,11 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
         run = training.Run(cfg, tf.distribute.get_strategy())
         assert float(run.disc_opt.learning_rate) == pytest.approx(3e-4 * ratio, rel=1e-6)
         assert float(run.gen_opt.learning_rate) == pytest.approx(3e-4, rel=1e-6)
+        for step, decayed in ((20000, 3e-6), (30000, 1e-6)):  # what the optimisers see later: 0.1 per 1e4 steps,
+            run.step.assign(step)                              # floored at 1e-6 before the ratio
+            assert float(run.gen_opt.learning_rate) == pytest.approx(decayed, rel=1e-5)
+            assert float(run.disc_opt.learning_rate) == pytest.approx(decayed * ratio, rel=1e-5)
+        run.step.assign(0)
     run.build_steps()
     sn = [l for l in run.discriminator.layers if isinstance(l, keras.layers.SpectralNormalization)]
     before = [l.vector_u.numpy() for l in sn]
