@@ -111,16 +111,19 @@ def test_a_worker_whose_peers_never_start_says_so_and_stops(folder, tmp_path, st
     args = tiny_args(folder, tmp_path / "runs", *(["--join-timeout", "3"] if stop == "timeout" else []))
     process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-    for line in process.stdout:  # the first thing it says: what it waits for
-        lines.append(line)
-        if "waiting for the 1 other(s)" in line:
-            break
-    assert f"127.0.0.1:{other}" in lines[-1], lines
-    if stop == "SIGTERM":
-        time.sleep(2)  # inside TensorFlow's wait by now
-        process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
+    try:
+        lines = []
+        for line in process.stdout:  # the first thing it says: what it waits for
+            lines.append(line)
+            if "waiting for the 1 other(s)" in line:
+                break
+        assert f"127.0.0.1:{other}" in lines[-1], lines
+        if stop == "SIGTERM":
+            time.sleep(2)  # inside the wait by now
+            process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a hung worker must not outlive the test
     if stop == "SIGTERM":
         assert process.returncode == 128 + signal.SIGTERM and "SIGTERM while waiting for the other workers" in out
     else:
@@ -313,14 +316,18 @@ def test_a_second_ctrl_c_while_training_saves_is_one_line(capsys):
 def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
     inputs = tmp_path / "photos"
     inputs.mkdir()
-    for i in range(20):
+    for i in range(300):  # many short steps: an interrupt is taken between two of them
         shutil.copy(photos[0], inputs / f"{i}.png")
     process = subprocess.Popen([sys.executable, "test_eval.py", "--test-input", str(inputs), "--test-output",
-                                str(tmp_path / "out"), "--render-size", "0"], cwd=ROOT, text=True,
+                                str(tmp_path / "out")], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    assert process.stdout.readline().startswith("model: ")  # the shipped model, loading: 20 photos at full size to go
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        assert process.stdout.readline().startswith("model: ")  # the shipped model
+        assert process.stdout.readline().startswith("colourising 300 image(s)")  # at work now
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
     assert process.returncode == 130 and "Traceback" not in err, err
     assert err.strip().startswith("interrupted: files written before it are whole")
     assert not [p for p in (tmp_path / "out").rglob("*") if files.DEBRIS.fullmatch(p.name)]  # no half-written file

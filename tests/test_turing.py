@@ -642,7 +642,7 @@ def test_a_session_in_headless_chromium(trained, tmp_path):
     assert len({size for _, size in images}) == 1
 
     summary = subprocess.run([sys.executable, "test_turing.py", "--summarize", str(results)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+                             capture_output=True, text=True, timeout=300, check=True).stdout
     # the participant's page reveals nothing about which side was real: the figures are the experimenter's
     assert page_summary == "6 answers recorded. The results are with the experimenter."
     for text in (summary, "".join(out)):  # --summarize and the server agree
