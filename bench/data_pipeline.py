@@ -19,8 +19,8 @@ from colorgan import config, data
 
 def time_pass(ds, limit):
     start, seen = time.perf_counter(), 0
-    for gray, _ in ds:
-        seen += int(gray.shape[0])
+    for batch in ds:
+        seen += int(batch["gray"].shape[0])
         if seen >= limit:
             break
     return seen, time.perf_counter() - start

@@ -89,7 +89,7 @@ def load_test(args) -> tuple[list, np.ndarray, dict]:
     config = cfg.make_config(dataset="cifar10", dataset_path=args.dataset_path, batch_size=250)
     source = data.spread(data.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
     batches, truth = [], {"features": [], "logits": [], "labels": []}
-    for batch in data.test_batches(config, source=source):
+    for batch in data.make_dataset(config, "test", source=source):
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]
         batches.append((gray, real))
         logits, feats = features.logits_and_features(real)

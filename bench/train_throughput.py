@@ -6,12 +6,12 @@ matmul peak of the dtype it computes in, measured in the same run.
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
         [--compare] [--compare-ops] [--profile-iterations 2] [--json OUT]
 
-Times `Run.train_steps["gan"]` (colorgan/training.py) on random batches already in memory: 2 warm-up
-iterations (the first traces), then the median of --iterations timed ones. The precision is the one
+Times the GAN step (training.compile_steps, colorgan/training.py) on random batches already in
+memory: 2 warm-up iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
-ops in place of colorgan's kernel gradients and fused BatchNorm (models.MATMUL_KERNEL_GRADIENT,
-models.FUSED_BATCHNORM). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
+ops in place of colorgan's kernel gradients and fused BatchNorm (cpu_kernels.MATMUL_KERNEL_GRADIENT,
+cpu_kernels.FUSED_BATCHNORM). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
 costliest op types and the share of op time that is neither convolution nor matmul, where a
 regression would show. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras layers:
 the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA variants, are
@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from colorgan import config as cfg, devices, models, training
+from colorgan import config as cfg, cpu_kernels, devices, training
 
 MATMUL_OPS = ("Conv2D", "MatMul", "ExtractImagePatches")  # op types that are convolution work
 OPS = {True: "colorgan's", False: "Keras' and TensorFlow's own"}
@@ -60,7 +60,7 @@ def conv_flops(model: keras.Model, input_shape) -> list[int]:
     return flops
 
 
-def iteration_flops(run: training.Run) -> int:
+def iteration_flops(run: training.TrainState) -> int:
     """Per training image, for colorgan's iteration as TensorFlow runs it (unused gradients pruned)."""
     size = run.config.image_size
     g = conv_flops(run.generator, (size, size, 1))
@@ -119,27 +119,27 @@ def op_profile(step, batch, iterations: int) -> dict:
 
 def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: bool = True) -> dict:
     """Time the training step under config's precision; float() waits for each step's result."""
-    models.MATMUL_KERNEL_GRADIENT = models.FUSED_BATCHNORM = ours  # read when the step is traced
-    run = training.Run(config, tf.distribute.get_strategy())
-    run.build_steps()
+    cpu_kernels.MATMUL_KERNEL_GRADIENT = cpu_kernels.FUSED_BATCHNORM = ours  # read when the step is traced
+    run = training.create_train_state(config, tf.distribute.get_strategy())
+    step = training.compile_steps(run)[0]["gan"]
     try:
         size, bs = config.image_size, config.batch_size
-        batch = (tf.random.stateless_uniform((bs, size, size, 1), (1, 2), -1.0, 1.0),
-                 tf.random.stateless_uniform((bs, size, size, 3), (3, 4), -1.0, 1.0))
+        batch = dict(gray=tf.random.stateless_uniform((bs, size, size, 1), (1, 2), -1.0, 1.0),
+                     colour=tf.random.stateless_uniform((bs, size, size, 3), (3, 4), -1.0, 1.0))
         for _ in range(2):
-            {k: float(v) for k, v in run.train_steps["gan"](batch).items()}
+            {k: float(v) for k, v in step(batch).items()}
         times, wall, cpu, mine = [], time.perf_counter(), machine_cpu_seconds(), time.process_time()
         for _ in range(iterations):
             start = time.perf_counter()
-            losses = {k: float(v) for k, v in run.train_steps["gan"](batch).items()}
+            losses = {k: float(v) for k, v in step(batch).items()}
             times.append(time.perf_counter() - start)
         wall = time.perf_counter() - wall
         others = max(0.0, (machine_cpu_seconds() - cpu) - (time.process_time() - mine)) / wall
-        compute = keras.mixed_precision.global_policy().compute_dtype
+        compute = run.generator.get_layer("enc1").compute_dtype
         peak = matmul_peak(compute)
         seconds = statistics.median(times)
         flops = iteration_flops(run)
-        profile = op_profile(run.train_steps["gan"], batch, profile_iterations) if profile_iterations else {}
+        profile = op_profile(step, batch, profile_iterations) if profile_iterations else {}
         return dict(policy=run.policy, reason=run.policy_reason, compute_dtype=compute, iteration_s=times,
                     colorgan_ops=ours, profile=profile,
                     median_iteration_s=seconds, images_per_s=bs / seconds, flops_per_image=flops,
@@ -147,8 +147,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: 
                     percent_of_peak=100 * flops * bs / seconds / 1e9 / peak, others_cores=others,
                     finite_losses=all(np.isfinite(list(losses.values()))))
     finally:
-        keras.mixed_precision.set_global_policy("float32")
-        models.MATMUL_KERNEL_GRADIENT = models.FUSED_BATCHNORM = True
+        cpu_kernels.MATMUL_KERNEL_GRADIENT = cpu_kernels.FUSED_BATCHNORM = True
 
 
 def main():

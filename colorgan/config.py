@@ -259,11 +259,9 @@ def parse_command(argv, description: str, add_flags) -> tuple[dict, argparse.Nam
     return given, argparse.Namespace(**options)
 
 
-def parse_args(argv=None, description: str = "") -> Config:
-    """Parse command-line flags into a Config."""
-    parser = argparse.ArgumentParser(description=description)
-    add_config_flags(parser)
-    return make_config(vars(parser.parse_args(argv)))
+def parse_args(argv=None) -> Config:
+    """The Config that train.py's flags argv describe (for code that drives colorgan: tests, bench)."""
+    return make_config(parse_command(argv, "", lambda parser: None)[0])
 
 
 def split_flags(namespace: argparse.Namespace) -> tuple[dict, dict]:
@@ -289,13 +287,19 @@ def on_run(run: Config, given: dict, run_dir: str) -> Config:
     """The run's own config with the given settings, which may change anything but its networks
     (ARCHITECTURE): the one rule for every command on an existing run."""
     wanted = make_config({**dataclasses.asdict(run), **given})
-    clash = {k: (getattr(run, k), getattr(wanted, k)) for k in ARCHITECTURE if getattr(run, k) != getattr(wanted, k)}
+    check_architecture(dataclasses.asdict(run), wanted, run_dir)
+    return wanted
+
+
+def check_architecture(have: dict, wanted: Config, where: str) -> None:
+    """Refuse wanted where the networks it describes (its ARCHITECTURE fields) differ from those of a
+    run (have: its config.json's or its checkpoint's record of them); where names the run."""
+    clash = {k: (have[k], getattr(wanted, k)) for k in ARCHITECTURE if k in have and have[k] != getattr(wanted, k)}
     if clash:
         flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
-        raise UserError(f"{run_dir} holds a run with {', '.join(f'{flag(k)} {old}' for k, (old, _) in clash.items())}; "
+        raise UserError(f"{where} holds a run with {', '.join(f'{flag(k)} {old}' for k, (old, _) in clash.items())}; "
                         f"this command asks for {', '.join(f'{flag(k)} {new}' for k, (_, new) in clash.items())}. "
                         "Use another --name, or the run's own settings.")
-    return wanted
 
 
 def differences(old: Config, new: Config) -> dict:

@@ -180,12 +180,8 @@ def _read_cifar_binary_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndar
     return rows[:, 1:].reshape(-1, 3, 32, 32), rows[:, 0].astype(np.int64)
 
 
-def read_cifar(path: str, split: str) -> np.ndarray:
-    """(n, 32, 32, 3) uint8 images of one split of an official CIFAR-10 archive or folder."""
-    return _read_cifar(path, split)[0]
-
-
-def _read_cifar(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, 32, 32, 3) uint8, labels (n,)) of one split of an official CIFAR-10 archive or folder."""
     found = _find_cifar(path)
     if not found:
         raise DataError(f"{path}: no CIFAR-10 batches found")
@@ -336,7 +332,7 @@ def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> S
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
     if _find_cifar(path):
-        array, labels = _read_cifar(path, split)
+        array, labels = read_cifar(path, split)
         return _array_source(array, f"CIFAR-10 [{split}] from {path}", labels)
     if any(os.path.isdir(os.path.join(path, d)) for d in ("data_256", "val_256")):
         paths = _places_paths(path, split)
@@ -433,11 +429,10 @@ class Part:
 
 
 def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | None = None,
-                 with_rgb: bool = False, source: Source | None = None, with_index: bool = False,
-                 part: Part = Part()) -> tf.data.Dataset:
-    """Batched (gray (bs, S, S, 1), colour (bs, S, S, 3)) in [-1, 1] for one epoch of one split,
-    then the 8-bit sRGB images (bs, S, S, 3) when with_rgb, and each image's index in the source
-    (bs,) when with_index.
+                 source: Source | None = None, part: Part = Part()) -> tf.data.Dataset:
+    """Batches of one epoch of one split, as dicts: "gray" (bs, S, S, 1) and "colour" (bs, S, S, 3)
+    in [-1, 1] (the model's input and target), "rgb" (bs, S, S, 3) the 8-bit sRGB images and
+    "index" (bs,) each image's place in the source.
 
     Training batches are shuffled and augmented by (seed, epoch) and all full; test batches come in
     a fixed order, centre-cropped, the last one possibly smaller. skipped collects what was left out.
@@ -466,10 +461,11 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
         else:
             rgb, keep = tf.numpy_function(read, [indices, uniforms, *pixels], (tf.uint8, tf.bool), stateful=False)
             rgb, keep = tf.ensure_shape(rgb, (None, size, size, 3)), tf.ensure_shape(keep, (None,))
-        return (rgb, keep, indices) if with_index else (rgb, keep)  # unchanged without: saved iterators restore
+        return dict(rgb=rgb, keep=keep, index=indices)
 
-    def outputs(rgb, *index):
-        return (*_to_model_input(rgb, config.color_space), *((rgb,) if with_rgb else ()), *index)
+    def outputs(batch):
+        gray, colour = _to_model_input(batch["rgb"], config.color_space)
+        return dict(gray=gray, colour=colour, rgb=batch["rgb"], index=batch["index"])
 
     if source.stream is not None:  # TFDS places365_small: 256x256 images, too many to index
         ds = source.stream().enumerate()
@@ -481,29 +477,23 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
             ds = ds.shuffle(source.size, seed=shuffle_seed, reshuffle_each_iteration=False)
     if part.count > 1:  # before reading: each pipeline decodes only its own images
         ds = ds.shard(part.count, part.index)
-    if part.skip:
-        ds = ds.skip(part.skip)
+    # By position, not ds.skip: tf.data drops a skip(0), and a saved iterator restores only into a
+    # pipeline of the same parts, whatever the epoch skipped when it was saved.
+    ds = ds.enumerate().filter(lambda position, _: position >= part.skip).map(lambda _, element: element)
     ds = ds.map(with_uniforms).batch(CHUNK)
     if part.batches:  # images left out (gray, unreadable) must not cost a worker a step: the others would wait
         ds = ds.repeat()
     ds = ds.map(read_chunk, num_parallel_calls=AUTOTUNE).unbatch()
-    ds = ds.filter(lambda rgb, keep, *index: keep).map(lambda rgb, _, *index: (rgb, *index))
+    ds = ds.filter(lambda image: image["keep"])
+    ds = ds.map(lambda kept: dict(rgb=kept["rgb"], index=kept["index"]))
     ds = ds.batch(part.batch_size or config.batch_size, drop_remainder=train)
     if part.batches:
         ds = ds.take(part.batches)
     return ds.map(outputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def test_batches(config: Config, split: str = "test", source: Source | None = None,
-                 skipped: Skipped | None = None) -> tf.data.Dataset:
-    """Evaluation batches of a split in a fixed order as dicts: "gray" and "colour" (the model's
-    input and target), "rgb" (the 8-bit sRGB images) and "index" (each image's in the source)."""
-    return make_dataset(config, split, skipped=skipped, with_rgb=True, source=source, with_index=True).map(
-        lambda gray, colour, rgb, index: dict(gray=gray, colour=colour, rgb=rgb, index=index))
-
-
 def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputContext, done: int = 0,
-                   skipped: Skipped | None = None, with_index: bool = False) -> tf.data.Dataset:
+                   skipped: Skipped | None = None) -> tf.data.Dataset:
     """One input pipeline's share of a training epoch under a distribution strategy, as per-replica
     batches (strategy.distribute_datasets_from_function).
 
@@ -520,7 +510,7 @@ def input_pipeline(config: Config, epoch: int, context: tf.distribute.InputConte
     steps = max(1, source.size // config.batch_size)
     part = Part(pipelines, context.input_pipeline_id, skip=done * share,
                 batches=(steps - done) * (share // per_replica), batch_size=per_replica)
-    return make_dataset(config, "train", epoch, skipped, with_index=with_index, part=part)
+    return make_dataset(config, "train", epoch, skipped, part=part)
 
 
 def ab_histogram(config: Config, images: int = 4096) -> tuple[np.ndarray, int]:
@@ -529,7 +519,8 @@ def ab_histogram(config: Config, images: int = 4096) -> tuple[np.ndarray, int]:
     from colorgan.losses import AB_BIN, AB_BINS
     edges = np.linspace(-AB_BIN * AB_BINS / 2, AB_BIN * AB_BINS / 2, AB_BINS + 1)
     counts, seen = np.zeros((AB_BINS, AB_BINS)), 0
-    for _, colour in make_dataset(config, "train", 0).unbatch().take(images).batch(256):
+    for batch in make_dataset(config, "train", 0).unbatch().take(images).batch(256):
+        colour = batch["colour"]
         ab = colour.numpy()[..., 1:].reshape(-1, 2) * color.AB_SCALE
         counts += np.histogram2d(ab[:, 0], ab[:, 1], bins=[edges, edges])[0]
         seen += len(colour)

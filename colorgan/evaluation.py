@@ -111,7 +111,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     source = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
     total = min(source.size, max_images) if max_images else source.size
     started = time.perf_counter()
-    for batch in data.test_batches(config):
+    for batch in data.make_dataset(config, "test"):
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]
         if max_images:
             gray, real, index = gray[:max_images - seen], real[:max_images - seen], index[:max_images - seen]
@@ -192,7 +192,7 @@ def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: in
     chosen = [*order[:per_group], *order[max(0, middle - per_group // 2):][:per_group], *order[-per_group:]]
     wanted = {int(i): k for k, i in enumerate(chosen)}
     picked, offset = {}, 0
-    for batch in data.test_batches(config):
+    for batch in data.make_dataset(config, "test"):
         gray, real = batch["gray"], batch["rgb"]
         hits = [i for i in range(len(gray)) if offset + i in wanted]
         if hits:

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from colorgan import color, data, files, images, models
+from colorgan import color, data, files, images, inference, models
 from colorgan.config import UserError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -63,12 +63,8 @@ def load() -> keras.Model:
     """The shipped network, in float32, with outputs (logits (bs, 10), features (bs, 576))."""
     if not os.path.isfile(WEIGHTS):
         raise UserError(f"{WEIGHTS} is missing: train it with python -m colorgan.features")
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with models.dtype_policy("float32"):
         model = build_classifier()
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
     model.load_weights(WEIGHTS)
     pooled = [layers.GlobalAveragePooling2D(name=f"{n}_mean")(model.get_layer(n).output) for n in FEATURE_LAYERS]
     return keras.Model(model.input, [model.output, layers.Concatenate(name="metric_features")(pooled)])
@@ -86,12 +82,6 @@ def logits_and_features(rgb) -> tuple[np.ndarray, np.ndarray]:
     """(logits (bs, 10), features (bs, 576)) of 8-bit RGB images (bs, H, W, 3), resized to 32x32."""
     logits, features = _run(load(), tf.convert_to_tensor(rgb))
     return logits.numpy(), features.numpy()
-
-
-def gray(rgb) -> np.ndarray:
-    """The gray baseline of 8-bit RGB images: their own L with a = b = 0, as 8-bit RGB."""
-    lab = color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0)
-    return color.to_uint8(color.lab_to_rgb(lab * [1.0, 0.0, 0.0])).numpy()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,7 +131,6 @@ def train(args) -> dict:
     from colorgan import config, devices
     keras.utils.set_random_seed(args.seed)
     policy, why = devices.precision_policy(config.make_config(mixed_precision=args.mixed_precision))
-    keras.mixed_precision.set_global_policy(policy)
     x, y, description = labelled_split(args.dataset_path, "train")
     x_test, y_test, _ = labelled_split(args.dataset_path, "test")
     print(f"{description}: {len(x)} training images; dtype policy {policy} ({why})", flush=True)
@@ -149,7 +138,8 @@ def train(args) -> dict:
     total = steps_per_epoch * args.epochs
     # one cycle: a linear warm-up over the first fifth, then linearly down to zero
     schedule = lambda step: args.lr * tf.minimum(step / (0.2 * total), (total - step) / (0.8 * total))  # noqa: E731
-    model = build_classifier()
+    with models.dtype_policy(policy):
+        model = build_classifier()
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     optimizer = keras.optimizers.SGD(lambda: schedule(tf.cast(step, tf.float32)), momentum=0.9, nesterov=True,
                                      weight_decay=args.weight_decay)
@@ -196,7 +186,7 @@ def train(args) -> dict:
         "weight_decay": args.weight_decay, "dtype_policy": policy, "source": description,
         "train_images": len(x), "test_images": len(x_test),
         "test_top1_colour": accuracy(final, x_test, y_test),
-        "test_top1_gray": accuracy(final, gray(x_test), y_test),
+        "test_top1_gray": accuracy(final, inference.gray_to_rgb(color.preprocess(x_test)[0]), y_test),
         "parameters": final.count_params(), "weights_bytes": os.path.getsize(WEIGHTS),
         "train_minutes": round((time.perf_counter() - started) / 60, 1),
         "train_cpu_minutes": round((time.process_time() - cpu_started) / 60, 1),

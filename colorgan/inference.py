@@ -67,12 +67,8 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
             latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
             if not latest:
                 raise FileNotFoundError("neither generator.keras nor a checkpoint")
-            policy = keras.mixed_precision.global_policy()
-            keras.mixed_precision.set_global_policy("float32")  # built in float32, as export saves it
-            try:
+            with models.dtype_policy("float32"):  # as export saves it
                 generator = models.generator_for(config, pretrained=False)
-            finally:
-                keras.mixed_precision.set_global_policy(policy)  # the caller's, as it was
             tf.train.Checkpoint(generator=generator).read(latest).expect_partial().assert_existing_objects_matched()
     except Exception as error:  # Keras and TF raise many kinds on a corrupt or foreign file
         raise UserError(f"cannot load the generator of {run_dir}: {first_line(error)}") from None

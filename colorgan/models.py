@@ -5,15 +5,16 @@ and src/networks.py). Every convolution is 4x4 'same', keeps its bias even when 
 follows (TF1 tf.layers default), and uses the authors' initialiser (variance scaling, fan-in,
 truncated normal = lecun_normal). BatchNorm comes before the activation.
 """
+import contextlib
 import functools
-
 import re
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from colorgan.config import UserError, first_line
+# The one place that picks the layer classes: Keras' own, trained through the CPU's kernel choices
+from colorgan.cpu_kernels import BatchNormalization, Conv2D, Conv2DTranspose
 
 # (filters, stride) of each encoder layer
 _ENCODER = {
@@ -28,143 +29,7 @@ _DECODER = {
 }
 # (filters, stride) of the discriminator; the authors use the same net for both datasets
 _DISCRIMINATOR = [(64, 2), (128, 2), (256, 2), (512, 1)]
-
 _INIT = "lecun_normal"  # TF1 tf.variance_scaling_initializer() defaults
-
-
-def _scaled(filters, width):
-    return max(1, round(filters * width))
-
-
-def _arch(dataset, skips=True):
-    if dataset == "folder":  # arbitrary image folders are trained like Places365
-        dataset = "places365"
-    if dataset not in _ENCODER:
-        raise ValueError(f"unknown dataset {dataset!r}; expected cifar10, places365 or folder")
-    encoder, decoder = _ENCODER[dataset], _DECODER[dataset]
-    if not skips:  # encoder-decoder: one level more, down to a 1x1x512 bottleneck at the preset size
-        encoder, decoder = encoder + [(512, 2)], decoder[:1] + decoder
-    return encoder, decoder
-
-
-def encoder_mismatch(generator: keras.Model, config) -> str:
-    """How the paper's U-Net or encoder-decoder generator differs from what config describes (its
-    encoder's channels: --width, --dataset, --model), or "" where it fits or has a backbone."""
-    if config.backbone != "none":
-        return ""
-    encoder, _ = _arch(config.dataset, skips=config.model != "encoder-decoder")
-    have = [layer.filters for layer in generator.layers if re.fullmatch(r"enc\d+", layer.name)]
-    want = [_scaled(filters, config.width) for filters, _ in encoder]
-    if have == want:
-        return ""
-    return (f"its encoder's channels are {have}; --dataset {config.dataset} --model {config.model} "
-            f"--width {config.width:g} give {want}")
-
-
-def total_stride(dataset="cifar10", model="gan", backbone="none"):
-    """Factor by which the generator downsamples; input H and W must be multiples of it."""
-    if backbone != "none":
-        return 32  # every Keras Applications backbone here downsamples 5 times
-    encoder, _ = _arch(dataset, skips=model != "encoder-decoder")
-    stride = 1
-    for _, s in encoder:
-        stride *= s
-    return stride
-
-
-# ------------------------------------------------------------------------------------------------
-# The kernel's gradient as one matmul where oneDNN's own is slow. Its weight-gradient kernels reach
-# 8-40% of the matmul peak where the output map is small against the channels (2x2 to 8x8 maps at
-# 256-1024 channels: the deep half of the U-Net and D), in bfloat16 above all; there, the patches of
-# the input times the output's gradient, one matmul, is 1.2-6x faster (bench/README.md, "The kernel
-# gradient as one matmul"). The forward pass and the input's gradient are TensorFlow's own ops.
-MATMUL_KERNEL_GRADIENT = True  # False: TensorFlow's own gradient everywhere (tests and bench compare)
-
-
-def _kernel_gradient_by_matmul(images, output_grad, kernel_size: int) -> bool:
-    """Whether the measured rule (bench/README.md) picks the matmul for this layer's kernel gradient."""
-    _, height, width, cout = output_grad.shape
-    if not MATMUL_KERNEL_GRADIENT or None in (height, width) or tf.config.list_logical_devices("GPU"):
-        return False  # unknown sizes, or a GPU (cuDNN's kernels are not oneDNN's): the standard op
-    if kernel_size ** 2 * images.shape[-1] < 2048 or cout < 256:
-        return False  # a short product: patch extraction costs more than it saves
-    pixels = height * width
-    if output_grad.dtype == tf.bfloat16:
-        return pixels <= 64
-    return pixels <= 4 or (pixels <= 16 and cout >= 1024)  # float32 kernels fare better in oneDNN
-
-
-def _kernel_gradient(images, output_grad, kernel_shape, stride: int, padding: str):
-    """dLoss/dkernel of a convolution of images (bs, H, W, Cin) whose output's gradient is output_grad
-    (bs, h, w, Cout), for a kernel (k, k, Cin, Cout)."""
-    k, strides = kernel_shape[0], [1, stride, stride, 1]
-    if not _kernel_gradient_by_matmul(images, output_grad, k):
-        return tf.raw_ops.Conv2DBackpropFilter(input=images, filter_sizes=kernel_shape, out_backprop=output_grad,
-                                               strides=strides, padding=padding)
-    # the same padding rule as the convolution's, and patches in the kernel's (k, k, Cin) order
-    patches = tf.image.extract_patches(images, [1, k, k, 1], strides, [1, 1, 1, 1], padding)  # (bs, h, w, k*k*Cin)
-    grad = tf.matmul(tf.reshape(patches, (-1, patches.shape[-1])), tf.reshape(output_grad, (-1, kernel_shape[-1])),
-                     transpose_a=True)  # (k*k*Cin, Cout)
-    return tf.reshape(grad, kernel_shape)
-
-
-@keras.saving.register_keras_serializable("colorgan")
-class Conv2D(layers.Conv2D):
-    """Keras' Conv2D (same weights, same forward op) whose kernel gradient may be one matmul."""
-
-    def convolution_op(self, inputs, kernel):
-        stride, padding = self.strides[0], self.padding.upper()
-
-        @tf.custom_gradient
-        def conv(images, kernel):
-            def grad(output_grad):
-                return (tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(images), filter=kernel,
-                                                       out_backprop=output_grad, strides=[1, stride, stride, 1],
-                                                       padding=padding),
-                        _kernel_gradient(images, output_grad, list(kernel.shape), stride, padding))
-            return super(Conv2D, self).convolution_op(images, kernel), grad
-        return conv(inputs, tf.convert_to_tensor(kernel))
-
-
-@keras.saving.register_keras_serializable("colorgan")
-class Conv2DTranspose(layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul;
-    as _block builds it: channels last, no output padding, dilation or activation."""
-
-    def call(self, inputs):
-        stride, padding = self.strides[0], self.padding.upper()
-
-        @tf.custom_gradient
-        def conv_transpose(images, kernel):  # the gradient of a convolution from the output to images
-            def grad(output_grad):
-                return (tf.nn.conv2d(output_grad, kernel, stride, padding),
-                        _kernel_gradient(output_grad, images, list(kernel.shape), stride, padding))
-            return keras.ops.conv_transpose(images, kernel, self.strides, self.padding), grad
-        outputs = conv_transpose(inputs, tf.convert_to_tensor(self.kernel))
-        return keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, -1))) if self.use_bias else outputs
-
-
-FUSED_BATCHNORM = True  # False: Keras' own BatchNorm in training too (tests and bench compare)
-
-
-@keras.saving.register_keras_serializable("colorgan")
-class BatchNormalization(layers.BatchNormalization):
-    """Keras' BatchNormalization (same weights and statistics) that trains through TensorFlow's fused
-    op: one kernel forward and one backward, where Keras 3 computes the moments and the normalisation
-    with about ten ops and, under mixed precision, casts to float32 and back around them (the step
-    1.04-1.2x faster, bench/README.md). Inference, synchronised statistics and masks take Keras' path."""
-
-    def call(self, inputs, training=None, mask=None):
-        if not (FUSED_BATCHNORM and training and self.trainable and mask is None and not self.synchronized
-                and not self.renorm and self.center and self.scale and len(inputs.shape) == 4 and self.axis in (-1, 3)):
-            return super().call(inputs, training=training, mask=mask)
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(  # statistics in float32 whatever the input's dtype
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon, is_training=True)
-        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
-        variance *= (count - 1) / count  # the op returns the unbiased variance; Keras averages the biased one
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        return tf.cast(outputs, self.compute_dtype)
 
 
 def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync=False, spectral=False):
@@ -212,6 +77,27 @@ def _colour_out(x, out_channels):
                          dtype="float32", name="out")(x)  # (bs, H, W, out_channels)
 
 
+def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
+                        width: float = 1.0, spectral_norm: bool = False) -> keras.Model:
+    """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1).
+
+    spectral_norm: every convolution's kernel divided by its largest singular value (one power
+    iteration per training step; Miyato et al. 2018), the BatchNorm layers kept."""
+    _arch(dataset)  # validates the name; both datasets share one discriminator
+    image = keras.Input((None, None, in_channels), name="gray_color")
+    x = image
+    for i, (filters, strides) in enumerate(_DISCRIMINATOR):
+        # no BatchNorm on the first layer (DCGAN practice, and the authors' code)
+        x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm,
+                   spectral=spectral_norm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
+    # raw logits (the losses apply the sigmoid), float32 under mixed precision
+    logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT, dtype="float32", name="logits")
+    if spectral_norm:
+        logits = layers.SpectralNormalization(logits, dtype="float32", name="logits_sn")
+    logits = logits(x)  # (bs, H/8, W/8, 1)
+    return keras.Model(image, logits, name=f"discriminator_{dataset}")
+
+
 # Keras Applications networks usable as the encoder: (constructor, the module with its preprocess_input)
 BACKBONES = {
     "mobilenetv2": (keras.applications.MobileNetV2, keras.applications.mobilenet_v2),
@@ -221,6 +107,8 @@ BACKBONES = {
     "densenet121": (keras.applications.DenseNet121, keras.applications.densenet),
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16),
 }
+
+
 _BACKBONE_DECODER = [512, 256, 128, 64]  # filters of the decoder levels at strides 16, 8, 4, 2
 
 
@@ -291,50 +179,74 @@ def generator_for(config, pretrained: bool = True) -> keras.Model:
                            width=config.width)
 
 
-def rebuild(build, source: keras.Model, policy: str = "float32") -> keras.Model:
-    """build() under a Keras dtype policy, holding source's weights: a float32 copy to export, a
-    bfloat16 one to colourise faster. The global policy is left as it was."""
+def colorize(generator: keras.Model, gray, generator_output: str = "lab", training: bool = False):
+    """Full colour image (bs, H, W, 3) in [-1, 1] from gray (bs, H, W, 1): with generator_output "ab"
+    the generator predicts only a and b and the input's own L channel is kept."""
+    out = generator(gray, training=training)
+    if generator_output == "ab":
+        return keras.ops.concatenate([keras.ops.cast(gray, out.dtype), out], axis=-1)
+    return out
+
+
+def _scaled(filters, width):
+    return max(1, round(filters * width))
+
+
+def _arch(dataset, skips=True):
+    if dataset == "folder":  # arbitrary image folders are trained like Places365
+        dataset = "places365"
+    if dataset not in _ENCODER:
+        raise ValueError(f"unknown dataset {dataset!r}; expected cifar10, places365 or folder")
+    encoder, decoder = _ENCODER[dataset], _DECODER[dataset]
+    if not skips:  # encoder-decoder: one level more, down to a 1x1x512 bottleneck at the preset size
+        encoder, decoder = encoder + [(512, 2)], decoder[:1] + decoder
+    return encoder, decoder
+
+
+def total_stride(dataset="cifar10", model="gan", backbone="none"):
+    """Factor by which the generator downsamples; input H and W must be multiples of it."""
+    if backbone != "none":
+        return 32  # every Keras Applications backbone here downsamples 5 times
+    encoder, _ = _arch(dataset, skips=model != "encoder-decoder")
+    stride = 1
+    for _, s in encoder:
+        stride *= s
+    return stride
+
+
+def encoder_mismatch(generator: keras.Model, config) -> str:
+    """How the paper's U-Net or encoder-decoder generator differs from what config describes (its
+    encoder's channels: --width, --dataset, --model), or "" where it fits or has a backbone."""
+    if config.backbone != "none":
+        return ""
+    encoder, _ = _arch(config.dataset, skips=config.model != "encoder-decoder")
+    have = [layer.filters for layer in generator.layers if re.fullmatch(r"enc\d+", layer.name)]
+    want = [_scaled(filters, config.width) for filters, _ in encoder]
+    if have == want:
+        return ""
+    return (f"its encoder's channels are {have}; --dataset {config.dataset} --model {config.model} "
+            f"--width {config.width:g} give {want}")
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Keras' global dtype policy, which layers take when they are made, as policy for a while."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        copy = build()
+        yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def rebuild(build, source: keras.Model, policy: str = "float32") -> keras.Model:
+    """build() under a Keras dtype policy, holding source's weights: a float32 copy to export, a
+    bfloat16 one to colourise faster."""
+    with dtype_policy(policy):
+        copy = build()
     # .numpy() per variable, not get_weights(): NumPy 2 warns on TensorFlow's __array__ for every one
     copy.set_weights([w.numpy() for w in source.weights])
     return copy
-
-
-def with_keras_layers(model: keras.Model) -> keras.Model:
-    """A copy of model, weights included, made of Keras' own layer classes: colorgan's differ only in
-    how they train, and a .keras file of Keras' classes loads wherever Keras does, colorgan or not."""
-    keras_class = {Conv2D: layers.Conv2D, Conv2DTranspose: layers.Conv2DTranspose,
-                   BatchNormalization: layers.BatchNormalization}
-    copy = keras.models.clone_model(
-        model, clone_function=lambda layer: keras_class.get(type(layer), type(layer)).from_config(layer.get_config()))
-    copy.set_weights([w.numpy() for w in model.weights])
-    return copy
-
-
-def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
-                        width: float = 1.0, spectral_norm: bool = False) -> keras.Model:
-    """PatchGAN discriminator: gray ++ colour (bs, H, W, in_channels) -> one logit per patch (bs, H/8, W/8, 1).
-
-    spectral_norm: every convolution's kernel divided by its largest singular value (one power
-    iteration per training step; Miyato et al. 2018), the BatchNorm layers kept."""
-    _arch(dataset)  # validates the name; both datasets share one discriminator
-    image = keras.Input((None, None, in_channels), name="gray_color")
-    x = image
-    for i, (filters, strides) in enumerate(_DISCRIMINATOR):
-        # no BatchNorm on the first layer (DCGAN practice, and the authors' code)
-        x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm,
-                   spectral=spectral_norm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
-    # raw logits (the losses apply the sigmoid), float32 under mixed precision
-    logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT, dtype="float32", name="logits")
-    if spectral_norm:
-        logits = layers.SpectralNormalization(logits, dtype="float32", name="logits_sn")
-    logits = logits(x)  # (bs, H/8, W/8, 1)
-    return keras.Model(image, logits, name=f"discriminator_{dataset}")
 
 
 def _all_layers(layer):
@@ -363,12 +275,3 @@ def estimate_batchnorm(model: keras.Model, batches) -> int:
         for l, momentum in zip(norms, momenta):
             l.momentum = momentum
     return images
-
-
-def colorize(generator: keras.Model, gray, generator_output: str = "lab", training: bool = False):
-    """Full colour image (bs, H, W, 3) in [-1, 1] from gray (bs, H, W, 1): with generator_output "ab"
-    the generator predicts only a and b and the input's own L channel is kept."""
-    out = generator(gray, training=training)
-    if generator_output == "ab":
-        return keras.ops.concatenate([keras.ops.cast(gray, out.dtype), out], axis=-1)
-    return out

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from colorgan import files
 from colorgan.devices import is_chief
-from colorgan.config import ARCHITECTURE, Config, UserError, differences, first_line, is_shipped, load_config, on_run
+from colorgan.config import (ARCHITECTURE, Config, UserError, check_architecture, differences, first_line, is_shipped,
+                             load_config, on_run)
 
 
 class TrainingError(UserError):
@@ -168,15 +169,33 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
                             f"({first_line(error)})") from None
 
 
+# ARCHITECTURE fields that checkpoints recorded only where they differ from these (the paper's):
+# those of colorgan before the flags existed have none of them.
+_LATER = {"width": 1.0, "spectral_norm": False}
+
+
 def architecture(config: Config) -> str:
-    """The networks a checkpoint holds, as flags; the later ones (--width, --spectral-norm) only
-    where they are not the paper's, as checkpoints recorded them before those flags existed."""
-    later = {"width": 1.0, "spectral_norm": False}
-    names = [n for n in ARCHITECTURE if n not in later or getattr(config, n) != later[n]]
+    """The networks a checkpoint holds, as flags (what its "architecture" variable records)."""
+    names = [n for n in ARCHITECTURE if n not in _LATER or getattr(config, n) != _LATER[n]]
     return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in names)
 
 
-def restore_newest(run, checkpoint_dir: str) -> str | None:
+def recorded_architecture(path: str) -> dict | None:
+    """{field: value} of the networks the checkpoint at path holds (None: it has no record)."""
+    try:
+        text = tf.train.load_variable(path, "architecture/.ATTRIBUTES/VARIABLE_VALUE").decode()
+    except (tf.errors.NotFoundError, ValueError):
+        return None
+    recorded = dict(_LATER)
+    for flag in text.split(", "):
+        name, value = flag.removeprefix("--").split(" ", 1)
+        name = name.replace("-", "_")
+        kind = type(Config.__dataclass_fields__[name].default)
+        recorded[name] = value == "True" if kind is bool else kind(value)
+    return recorded
+
+
+def restore_newest(state, checkpoint_dir: str) -> str | None:
     """Restore the newest checkpoint that restores; returns its path (None: there is none).
 
     A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
@@ -189,15 +208,15 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
         except Exception as error:  # TF raises many kinds on missing, truncated or altered files
             problems.append(f"{path}: {first_line(error)}")
             continue
-        objects = run.state()
-        key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
-        if key in names:
-            recorded = tf.train.load_variable(path, key).decode()
-            if recorded != architecture(run.config):
-                raise TrainingError(f"{path} holds {recorded}; this command asks for {architecture(run.config)}. "
-                                    "Use another --name, or the same settings to resume.")
-        else:
+        objects = state.checkpointed()
+        recorded = recorded_architecture(path)
+        if recorded is None:
             del objects["architecture"]  # written before colorgan recorded it
+        else:
+            try:
+                check_architecture(recorded, state.config, path)
+            except UserError as error:
+                raise TrainingError(str(error)) from None
         if "generator_ema" in objects and not any(n.startswith("generator_ema/") for n in names):
             del objects["generator_ema"]  # --ema turned on for a run without it: the average starts here
         for opt in ("gen_opt", "disc_opt"):
@@ -217,8 +236,8 @@ def restore_newest(run, checkpoint_dir: str) -> str | None:
             continue
         for problem in problems:
             print(f"note: skipped a newer checkpoint that cannot be read: {problem}", flush=True)
-        if run.generator_ema is not None and "generator_ema" not in objects:
-            run.generator_ema.set_weights([w.numpy() for w in run.generator.weights])
+        if state.generator_ema is not None and "generator_ema" not in objects:
+            state.generator_ema.set_weights([w.numpy() for w in state.generator.weights])
         point_state_file_at(checkpoint_dir, path)
         return path
     if problems:

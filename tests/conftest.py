@@ -12,11 +12,14 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
 @pytest.fixture(autouse=True)
-def float32_afterwards():
-    """A run sets Keras' global dtype policy (bfloat16 on some CPUs): no test inherits it."""
+def policy_left_alone():
+    """Training, colourising and evaluating build their networks in their own dtype policy (bfloat16
+    on some CPUs) and leave Keras' global one as the caller had it."""
     yield
     import keras
-    keras.mixed_precision.set_global_policy("float32")
+    policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")  # the next test's start, whatever happened here
+    assert policy == "float32", f"Keras' global dtype policy was left at {policy}"
 
 
 @pytest.fixture(scope="module", autouse=True)

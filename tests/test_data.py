@@ -30,7 +30,7 @@ def smooth(h, w):
 
 
 def batches(cfg, split="train", epoch=0, skipped=None):
-    return [(g.numpy(), c.numpy()) for g, c in data.make_dataset(cfg, split, epoch, skipped)]
+    return [(b["gray"].numpy(), b["colour"].numpy()) for b in data.make_dataset(cfg, split, epoch, skipped)]
 
 
 # ---- CIFAR-10 archives in the two official formats ---------------------------------------------
@@ -65,7 +65,7 @@ def cifar_archives(tmp_path):
 def test_official_cifar_archives_and_folders(cifar_archives, where):
     root, expected = cifar_archives
     for split in ("train", "test"):
-        np.testing.assert_array_equal(data.read_cifar(str(root / where), split), expected[split])
+        np.testing.assert_array_equal(data.read_cifar(str(root / where), split)[0], expected[split])
     cfg = config.make_config(dataset="cifar10", dataset_path=str(root / where), batch_size=4, augment=False)
     gray, colour = batches(cfg, "test")[0]
     assert gray.shape == (2, 32, 32, 1) and colour.shape == (2, 32, 32, 3)
@@ -119,23 +119,22 @@ def test_cifar_arrays_in_tensorflow_ops_give_the_batches_of_the_python_reader(ci
     arrays = config.make_config(dataset="cifar10", dataset_path=str(root / "cifar-10-batches-py"), batch_size=4)
     files = config.make_config(dataset="folder", dataset_path=str(tmp_path / "png"), batch_size=4, image_size=32)
     for epoch in (0, 1):
-        pairs = list(zip(data.make_dataset(arrays, "train", epoch, with_rgb=True, with_index=True),
-                         data.make_dataset(files, "train", epoch, with_rgb=True, with_index=True)))
+        pairs = list(zip(data.make_dataset(arrays, "train", epoch), data.make_dataset(files, "train", epoch)))
         assert len(pairs) == 2
         for from_arrays, from_files in pairs:
-            for a, b in zip(from_arrays, from_files):
-                np.testing.assert_array_equal(a.numpy(), b.numpy())
-    flipped = [(rgb.numpy(), i.numpy()) for _, _, rgb, i in data.make_dataset(arrays, "train", 0, with_rgb=True,
-                                                                             with_index=True)]
+            assert sorted(from_arrays) == sorted(from_files) == ["colour", "gray", "index", "rgb"]
+            for key in from_arrays:
+                np.testing.assert_array_equal(from_arrays[key].numpy(), from_files[key].numpy())
+    flipped = [(b["rgb"].numpy(), b["index"].numpy()) for b in data.make_dataset(arrays, "train", 0)]
     assert any(np.array_equal(rgb[k], expected["train"][i[k]][:, ::-1]) for rgb, i in flipped for k in range(4))
     # a run resumed mid-epoch restores its saved data iterator and goes on with the very next batch
     iterator = iter(data.make_dataset(arrays, "train", 1))
     next(iterator)
     saved = tf.train.Checkpoint(iterator=iterator).write(str(tmp_path / "iterator"))
-    following = next(iterator)[1].numpy()
+    following = next(iterator)["colour"].numpy()
     restored = iter(data.make_dataset(arrays, "train", 1))
     tf.train.Checkpoint(iterator=restored).read(saved).assert_existing_objects_matched()
-    np.testing.assert_array_equal(next(restored)[1].numpy(), following)
+    np.testing.assert_array_equal(next(restored)["colour"].numpy(), following)
 
 
 def test_cifar_jpeg_folder():
@@ -143,7 +142,8 @@ def test_cifar_jpeg_folder():
     test = data.load_source(cfg.dataset, cfg.dataset_path, "test")
     assert test.size == 100 and test.labels.tolist() == [k for k in range(10) for _ in range(10)]  # class folders
     ds = data.make_dataset(cfg, "train").take(2)
-    for gray, colour in ds:
+    for batch in ds:
+        gray, colour = batch["gray"], batch["colour"]
         assert gray.shape == (16, 32, 32, 1) and colour.shape == (16, 32, 32, 3)
         assert -1 <= gray.numpy().min() and colour.numpy().max() <= 1
 
@@ -178,7 +178,7 @@ def test_train_test_subfolders_with_classes(tmp_path):
     train = data.load_source(cfg.dataset, cfg.dataset_path, "train")
     picked = data.spread(train, 4)
     assert [os.path.basename(os.path.dirname(p)) for p in picked.paths] == ["cat", "cat", "dog", "dog"]
-    assert sum(len(g) for g, _ in data.make_dataset(cfg, "test", source=picked)) == 4
+    assert sum(len(b["gray"]) for b in data.make_dataset(cfg, "test", source=picked)) == 4
 
 
 def test_linked_folders_are_followed_once_and_never_mix_test_into_train(tmp_path):
@@ -292,7 +292,8 @@ def test_empty_and_all_bad_sources_are_clear_errors(tmp_path):
 
 def test_photos_at_256(photos):
     cfg = config.make_config(dataset="folder", dataset_path=str(photos[0].parent), batch_size=3)
-    gray, colour = next(iter(data.make_dataset(cfg, "train")))
+    batch = next(iter(data.make_dataset(cfg, "train")))
+    gray, colour = batch["gray"], batch["colour"]
     assert gray.shape == (3, 256, 256, 1) and colour.shape == (3, 256, 256, 3)
 
 
@@ -348,7 +349,7 @@ def test_stream_sources_go_through_the_same_pipeline(monkeypatch):
 
 
 def test_indices_name_the_images_that_were_kept(zoo):
-    """with_index: each image's place in the source, so that a caller (the Turing test) can say
+    """A batch's "index": each image's place in the source, so that a caller (the Turing test) can say
     which file it shows; skipped files leave gaps."""
     (zoo / "train").mkdir(), (zoo / "test").mkdir()
     for f in zoo.glob("*.*"):
@@ -358,7 +359,7 @@ def test_indices_name_the_images_that_were_kept(zoo):
     cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=3, image_size=32)
     source = data.load_source(cfg.dataset, cfg.dataset_path, "test")
     assert source.size == 15
-    got = [(rgb, index) for _, _, rgb, index in data.make_dataset(cfg, "test", with_rgb=True, with_index=True)]
+    got = [(b["rgb"], b["index"]) for b in data.make_dataset(cfg, "test")]
     indices = np.concatenate([index for _, index in got])
     kept = [os.path.basename(source.paths[i]) for i in indices]
     assert len(kept) == 10 and not {"gray.jpg", "gray_rgb.png", "notes.jpg", "empty.png", "truncated.jpg"} & set(kept)

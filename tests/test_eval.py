@@ -11,7 +11,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import color, config, data, evaluation, features, files, images, inference, metrics
+from colorgan import color, config, data, evaluation, files, images, inference, metrics, models
 from tests.conftest import CIFAR
 
 
@@ -65,15 +65,15 @@ def photo_zoo(tmp_path, photos):
 def test_a_run_never_exported_loads_from_its_checkpoint_in_float32_and_leaves_the_policy_alone(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained / "runs" / "run", run, ignore=shutil.ignore_patterns("generator.keras"))
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # a caller's (conftest restores float32 after)
-    generator, _ = inference.load_run(str(run))
-    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    with models.dtype_policy("mixed_bfloat16"):  # a caller's
+        generator, _ = inference.load_run(str(run))
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert {layer.compute_dtype for layer in generator.layers[1:]} == {"float32"}
 
 
 def test_batches_keep_the_input_lightness_when_asked(trained):
     generator, cfg = inference.load_run(str(trained / "runs" / "run"))  # predicts L, a and b
-    gray = next(iter(data.make_dataset(cfg, "test")))[0]
+    gray = next(iter(data.make_dataset(cfg, "test")))["gray"]
     L_in = color.denormalize_lab(tf.concat([gray, tf.zeros_like(gray), tf.zeros_like(gray)], -1))[..., 0]
     lightness = lambda rgb: color.rgb_to_lab(rgb)[..., 0]  # noqa: E731
     own = lightness(inference.colorize_batch(generator, cfg, gray))
@@ -129,7 +129,7 @@ def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, phot
         assert np.abs(alone.astype(int) - batched).max() <= 1, path.name
         in_float32 = inference.colorize_image(generator, cfg, rgb, 32)[None]
         moved.append(float(metrics.mean_delta_e(in_float32, batched[None])[0]))
-        coloured.append(float(metrics.mean_delta_e(in_float32, features.gray(in_float32))[0]))
+        coloured.append(float(metrics.mean_delta_e(in_float32, inference.gray_to_rgb(color.preprocess(in_float32)[0]))[0]))
     # How far bfloat16 moves colours depends on the CPU: native on AVX512_BF16 and AMX, emulated by
     # Eigen with other rounding elsewhere (0.54 CIEDE2000 on one image of an AVX2 host). What holds on
     # every CPU: it moves them by a small part of the colour the generator adds to the gray image.

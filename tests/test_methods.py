@@ -44,7 +44,7 @@ def test_method_trains_restores_and_evaluates(tiny_folder, tmp_path, capsys, nam
     # a fresh Run of the same flags restores the newest checkpoint into every network it holds.
     args = tiny_args(tiny_folder, tmp_path, "--max-steps", "3", *extra)
     args[args.index("--name") + 1] = name
-    fresh = training.Run(config.parse_args(args), tf.distribute.get_strategy(), pretrained=False)
+    fresh = training.create_train_state(config.parse_args(args), tf.distribute.get_strategy(), pretrained=False)
     initial = [w.numpy() for w in fresh.generator.trainable_weights]  # seeded: the run's own start
     assert resume.restore_newest(fresh, str(run_dir / "checkpoints")).endswith("ckpt-2") and int(fresh.step) == 2
     exported = keras.saving.load_model(str(run_dir / "generator.keras"), compile=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from colorgan import models
+from colorgan import cpu_kernels
 from colorgan.models import build_discriminator, build_generator, total_stride
 
 
@@ -147,8 +147,8 @@ def test_spectral_norm_bounds_every_discriminator_kernel():
     (False, (16, 8, 8, 256), 512, True, "mixed_bfloat16")])  # enc3: in bfloat16, maps up to 8x8 take the matmul
 def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them(transpose, images, filters, matmul,
                                                                                 policy):
-    ours, keras_own = ((models.Conv2DTranspose, keras.layers.Conv2DTranspose) if transpose
-                       else (models.Conv2D, keras.layers.Conv2D))
+    ours, keras_own = ((cpu_kernels.Conv2DTranspose, keras.layers.Conv2DTranspose) if transpose
+                       else (cpu_kernels.Conv2D, keras.layers.Conv2D))
     # the reference computes in float32: TensorFlow's own bfloat16 kernel gradient without oneDNN (Eigen's,
     # TF_ENABLE_ONEDNN_OPTS=0, the path of CPUs without native bfloat16) is off by far more than rounding
     layers = [ours(filters, 4, 2, padding="same", kernel_initializer="lecun_normal", bias_initializer="normal",
@@ -170,7 +170,7 @@ def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them
     dtype = layers[0].compute_dtype
     x_out = tf.zeros((images[0], images[1] * 2, images[2] * 2, filters), dtype) if transpose else tf.cast(x, dtype)
     y_out = tf.cast(x, dtype) if transpose else tf.zeros((images[0], images[1] // 2, images[2] // 2, filters), dtype)
-    assert models._kernel_gradient_by_matmul(x_out, y_out, 4) == matmul
+    assert cpu_kernels._kernel_gradient_by_matmul(x_out, y_out, 4) == matmul
     tolerance = 1e-4 if dtype == "float32" else 3e-2  # bfloat16 keeps 8 bits: inputs and outputs round at 0.4%
     for name, a, b in zip(("output", "input gradient", "kernel gradient", "bias gradient"),
                           gradients(layers[0]), gradients(layers[1])):
@@ -180,7 +180,7 @@ def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
-    ours = models.BatchNormalization(dtype=policy, momentum=0.9)
+    ours = cpu_kernels.BatchNormalization(dtype=policy, momentum=0.9)
     keras_own = keras.layers.BatchNormalization(dtype="float32", momentum=0.9)  # the reference in float32
     x = tf.random.stateless_normal((8, 4, 4, 64), (1, 2)) * 3 + 1
     for layer in (ours, keras_own):
@@ -212,7 +212,7 @@ def test_a_saved_generator_is_made_of_keras_own_layers_and_loads_without_colorga
     generator = build_generator("cifar10", out_channels=2, width=0.125)
     generator(gray(4, 32, 32), training=True)  # moving statistics that differ from the initial ones
     path = str(tmp_path / "generator.keras")
-    models.with_keras_layers(generator).save(path)
+    cpu_kernels.with_keras_layers(generator).save(path)
     script = (f"import keras, numpy as np; m = keras.saving.load_model({path!r}, compile=False); "
               f"np.save({str(tmp_path / 'out.npy')!r}, m(np.load({str(tmp_path / 'in.npy')!r})))")
     np.save(tmp_path / "in.npy", gray(2, 32, 32, seed=1))

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import config, data, devices, images, losses, models, resume, stopping, training
+from colorgan import config, cpu_kernels, data, devices, images, losses, models, resume, stopping, training
 from tests.conftest import CIFAR, ROOT
 
 READ_IMAGE = images.read_image
@@ -83,29 +84,31 @@ def test_training_curves_draw_tensorboards_smoothing_over_the_logged_values(tmp_
 
 def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=8, mixed_precision="off")
-    run = training.Run(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
-    run.build_steps()
-    gray, colour = batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+    state = training.create_train_state(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
+    steps, evaluate = training.compile_steps(state)
+    batch = next(iter(data.make_dataset(cfg, "train")))  # the same real batch every step
+    gray, colour = batch["gray"], batch["colour"]
     weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
-    for phase, trained, frozen in (("discriminator", run.discriminator, run.generator),
-                                   ("generator", run.generator, run.discriminator)):
+    for phase, trained, frozen in (("discriminator", state.discriminator, state.generator),
+                                   ("generator", state.generator, state.discriminator)):
         before_trained, before_frozen = weights(trained), weights(frozen)
-        run.train_steps[phase](batch)
+        steps[phase](batch)
         assert all(np.array_equal(a, b) for a, b in zip(before_frozen, weights(frozen))), phase
         assert not all(np.array_equal(a, b) for a, b in zip(before_trained, weights(trained))), phase
 
     def gap():  # how much more real D finds the real colours than G's
-        fake = models.colorize(run.generator, gray, cfg.generator_output, training=False)
-        return float(tf.reduce_mean(run._discriminate(gray, colour, False) - run._discriminate(gray, fake, False)))
+        fake = models.colorize(state.generator, gray, cfg.generator_output, training=False)
+        D = lambda colours: state.discriminator(training._pair(gray, colours), training=False)  # noqa: E731
+        return float(tf.reduce_mean(D(colour) - D(fake)))
 
-    before = gap(), weights(run.generator), weights(run.discriminator)
-    iterations = (int(run.disc_opt.iterations), int(run.gen_opt.iterations))
-    l1 = [run.train_steps["gan"](batch)["gen_l1"].numpy() for _ in range(8)]
-    assert (int(run.disc_opt.iterations), int(run.gen_opt.iterations)) == (iterations[0] + 8, iterations[1] + 16)
+    before = gap(), weights(state.generator), weights(state.discriminator)
+    iterations = (int(state.disc_opt.iterations), int(state.gen_opt.iterations))
+    l1 = [steps["gan"](batch)["gen_l1"].numpy() for _ in range(8)]
+    assert (int(state.disc_opt.iterations), int(state.gen_opt.iterations)) == (iterations[0] + 8, iterations[1] + 16)
     assert l1[-1] < 0.8 * l1[0], l1
     assert gap() > before[0], (gap(), before[0])  # D tells them apart better than it did
-    assert not all(np.array_equal(a, b) for a, b in zip(before[1], weights(run.generator)))
-    assert not all(np.array_equal(a, b) for a, b in zip(before[2], weights(run.discriminator)))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[1], weights(state.generator)))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[2], weights(state.discriminator)))
 
 
 # (step, generator's rate, discriminator's) by hand: max(1e-6, 3e-4 * 0.1^(step / decay steps)), D's / 10
@@ -129,21 +132,21 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
         recipe = dict(spectral_norm=True, rebalance=0.5, ema=0.9) if ratio == 4.0 else {}
         cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), width=0.125, disc_lr_ratio=ratio,
                                  mixed_precision="off", batch_size=4, **recipe)
-        run = training.Run(cfg, tf.distribute.get_strategy())
-        assert float(run.disc_opt.learning_rate) == pytest.approx(3e-4 * ratio, rel=1e-6)
-        assert float(run.gen_opt.learning_rate) == pytest.approx(3e-4, rel=1e-6)
+        state = training.create_train_state(cfg, tf.distribute.get_strategy())
+        assert float(state.disc_opt.learning_rate) == pytest.approx(3e-4 * ratio, rel=1e-6)
+        assert float(state.gen_opt.learning_rate) == pytest.approx(3e-4, rel=1e-6)
         for step, decayed in ((20000, 3e-6), (30000, 1e-6)):  # what the optimisers see later: 0.1 per 1e4 steps,
-            run.step.assign(step)                              # floored at 1e-6 before the ratio
-            assert float(run.gen_opt.learning_rate) == pytest.approx(decayed, rel=1e-5)
-            assert float(run.disc_opt.learning_rate) == pytest.approx(decayed * ratio, rel=1e-5)
-        run.step.assign(0)
-    run.build_steps()
-    sn = [l for l in run.discriminator.layers if isinstance(l, keras.layers.SpectralNormalization)]
+            state.step.assign(step)                              # floored at 1e-6 before the ratio
+            assert float(state.gen_opt.learning_rate) == pytest.approx(decayed, rel=1e-5)
+            assert float(state.disc_opt.learning_rate) == pytest.approx(decayed * ratio, rel=1e-5)
+        state.step.assign(0)
+    steps, evaluate = training.compile_steps(state)
+    sn = [l for l in state.discriminator.layers if isinstance(l, keras.layers.SpectralNormalization)]
     before = [l.vector_u.numpy() for l in sn]
-    values = run.train_steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
+    values = steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
     assert len(sn) == 5 and all(np.isfinite(float(v)) for v in values.values())
     assert all(not np.array_equal(b, l.vector_u.numpy()) for b, l in zip(before, sn))  # its power iteration ran
-    assert run.ab_table is not None and run.inference_generator is run.generator_ema
+    assert state.ab_table is not None and state.inference_generator is state.generator_ema
 
 
 def test_auto_precision_follows_the_device(monkeypatch):
@@ -220,20 +223,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path
 def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125, beta1=0.5,
                              mixed_precision="off")  # the same path on every host
-    run = training.Run(cfg, tf.distribute.get_strategy())
-    run.build_steps()
-    gray, colour = next(iter(data.make_dataset(cfg, "train")))
+    state = training.create_train_state(cfg, tf.distribute.get_strategy())
+    steps, evaluate = training.compile_steps(state)
+    batch = next(iter(data.make_dataset(cfg, "train")))
     for _ in range(2):  # good steps first: Adam's moments are not zero, so a zeroed gradient would still move
-        run.train_steps["gan"]((gray, colour))
-    state = lambda: [v.numpy() for v in (*run.generator.trainable_variables, *run.discriminator.trainable_variables,  # noqa: E731
-                                         *run.gen_opt.variables, *run.disc_opt.variables)]
-    before = state()
-    values = run.train_steps["gan"]((gray, colour * float("nan")))  # non-finite losses for D and both G updates
-    assert (int(run.step), int(run.epoch_step), int(run.first_bad_step)) == (3, 3, 3)
+        steps["gan"](batch)
+    snapshot = lambda: [v.numpy() for v in (*state.generator.trainable_variables, *state.discriminator.trainable_variables,  # noqa: E731
+                                            *state.gen_opt.variables, *state.disc_opt.variables)]
+    before = snapshot()
+    values = steps["gan"](batch | dict(colour=batch["colour"] * float("nan")))  # non-finite losses for D and both G updates
+    assert (int(state.step), int(state.epoch_step), int(state.first_bad_step)) == (3, 3, 3)
     assert np.isnan(values["gen_loss"]) and np.isnan(values["disc_loss"])
-    assert all(np.array_equal(a, b) for a, b in zip(before, state()))  # weights, moments, Adam's step count
-    run.train_steps["gan"]((gray, colour))
-    assert not all(np.array_equal(a, b) for a, b in zip(before, state()))  # a good step is applied again
+    assert all(np.array_equal(a, b) for a, b in zip(before, snapshot()))  # weights, moments, Adam's step count
+    steps["gan"](batch)
+    assert not all(np.array_equal(a, b) for a, b in zip(before, snapshot()))  # a good step is applied again
 
 
 def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own_ops(monkeypatch):
@@ -242,14 +245,14 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     batch = next(iter(data.make_dataset(cfg, "train")))
     results = {}
     for ours in (False, True):
-        monkeypatch.setattr(models, "MATMUL_KERNEL_GRADIENT", ours)
-        monkeypatch.setattr(models, "FUSED_BATCHNORM", ours)
-        run = training.Run(cfg, tf.distribute.get_strategy())  # the same seed: the same weights and dropout
-        run.build_steps()
-        ops = [op.type for op in run.train_steps["gan"].get_concrete_function(batch).graph.get_operations()]
-        losses = run.train_steps["gan"](batch)
+        monkeypatch.setattr(cpu_kernels, "MATMUL_KERNEL_GRADIENT", ours)
+        monkeypatch.setattr(cpu_kernels, "FUSED_BATCHNORM", ours)
+        state = training.create_train_state(cfg, tf.distribute.get_strategy())  # the same seed: the same weights and dropout
+        steps, evaluate = training.compile_steps(state)
+        ops = [op.type for op in steps["gan"].get_concrete_function(batch).graph.get_operations()]
+        losses = steps["gan"](batch)
         results[ours] = (ops, {k: float(v) for k, v in losses.items()},
-                         [(v.path, v.numpy()) for v in (*run.generator.variables, *run.discriminator.variables)])
+                         [(v.path, v.numpy()) for v in (*state.generator.variables, *state.discriminator.variables)])
     (ops_keras, losses_keras, variables_keras), (ops, losses, variables) = results[False], results[True]
     assert "ExtractImagePatches" not in ops_keras and "FusedBatchNormV3" not in ops_keras
     assert ops.count("ExtractImagePatches") == 4  # enc4 and dec0 (2x2 maps), in each of the two G updates
@@ -346,24 +349,22 @@ def test_resume_finds_checkpoints_a_broken_state_file_hides_and_reads_all_of_one
 def test_bfloat16_step_on_cpu(tmp_path):
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
                              mixed_precision="bfloat16")
-    try:
-        run = training.Run(cfg, tf.distribute.get_strategy())
-        run.build_steps()
-        values = run.train_steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
-        assert all(np.isfinite(v.numpy()) for v in values.values())
-        assert run.generator.get_layer("enc1").compute_dtype == "bfloat16"
-        assert run.generator.get_layer("enc1").variable_dtype == "float32"
-        assert run.generator.output.dtype == "float32"
-        # exported in float32: a run trained in reduced precision colourises in float32 anywhere
-        exported = keras.saving.load_model(training.export(run, str(tmp_path)), compile=False)
-        assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}  # [0]: the input
-        for saved, trained in zip(exported.trainable_weights, run.generator.trainable_weights):
-            np.testing.assert_array_equal(saved, trained)
-        # and its BatchNorm statistics re-estimated, not the step's moving averages
-        bn = [(exported.get_layer(layer.name), layer) for layer in run.generator.layers if layer.name.endswith("_bn")]
-        assert bn and all(not np.allclose(s.moving_variance, t.moving_variance) for s, t in bn)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    state = training.create_train_state(cfg, tf.distribute.get_strategy())
+    assert keras.mixed_precision.global_policy().name == "float32"  # the state's own: the caller's is left alone
+    steps, evaluate = training.compile_steps(state)
+    values = steps["gan"](next(iter(data.make_dataset(cfg, "train"))))
+    assert all(np.isfinite(v.numpy()) for v in values.values())
+    assert state.generator.get_layer("enc1").compute_dtype == "bfloat16"
+    assert state.generator.get_layer("enc1").variable_dtype == "float32"
+    assert state.generator.output.dtype == "float32"
+    # exported in float32: a run trained in reduced precision colourises in float32 anywhere
+    exported = keras.saving.load_model(training.export(state, str(tmp_path)), compile=False)
+    assert {layer.compute_dtype for layer in exported.layers[1:]} == {"float32"}  # [0]: the input
+    for saved, trained in zip(exported.trainable_weights, state.generator.trainable_weights):
+        np.testing.assert_array_equal(saved, trained)
+    # and its BatchNorm statistics re-estimated, not the step's moving averages
+    bn = [(exported.get_layer(layer.name), layer) for layer in state.generator.layers if layer.name.endswith("_bn")]
+    assert bn and all(not np.allclose(s.moving_variance, t.moving_variance) for s, t in bn)
 
 
 def in_tensorflows_own_kernels(request) -> bool:
@@ -389,31 +390,28 @@ def test_float16_with_loss_scaling_updates_as_float32_does(request):
     for precision in ("off", "float16"):
         cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
                                  mixed_precision=precision)
-        try:
-            run = training.Run(cfg, tf.distribute.get_strategy())  # the same seed: the same first weights
-            run.build_steps()
-            batch = batch or next(iter(data.make_dataset(cfg, "train")))
-            kernels = [v for v in run.discriminator.trainable_variables if "kernel" in v.path]
-            before = [v.numpy() for v in kernels]
-            values = run.train_steps["gan"](batch)
-            assert all(np.isfinite(v.numpy()) for v in values.values()), values
-            updates[precision] = np.concatenate([(v.numpy() - b).ravel() for v, b in zip(kernels, before)])
-            if precision == "float16":
-                assert run.generator.get_layer("enc1").compute_dtype == "float16"
-                assert (run.disc_opt.dynamic_scale.numpy(), run.disc_opt.step_counter.numpy()) == (32768, 1)
-                g_before = [v.numpy() for v in run.generator.trainable_variables]
-                scales = [float(run.gen_opt.dynamic_scale.numpy())]
-                while run.gen_opt.step_counter.numpy() == 0 and len(scales) < 12:
-                    run.train_steps["gan"](batch)
-                    scales.append(float(run.gen_opt.dynamic_scale.numpy()))
-                # G's L1 term (x100) can overflow float16 at the first scales (here 32768 and 16384): each
-                # skipped update halves the scale, until one fits and is applied
-                assert run.gen_opt.step_counter.numpy() > 0, scales
-                assert all(b <= a for a, b in zip(scales, scales[1:]))
-                assert any(not np.array_equal(v.numpy(), b) for v, b in zip(run.generator.trainable_variables,
-                                                                           g_before))
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+        state = training.create_train_state(cfg, tf.distribute.get_strategy())  # the same seed: the same first weights
+        steps, evaluate = training.compile_steps(state)
+        batch = batch or next(iter(data.make_dataset(cfg, "train")))
+        kernels = [v for v in state.discriminator.trainable_variables if "kernel" in v.path]
+        before = [v.numpy() for v in kernels]
+        values = steps["gan"](batch)
+        assert all(np.isfinite(v.numpy()) for v in values.values()), values
+        updates[precision] = np.concatenate([(v.numpy() - b).ravel() for v, b in zip(kernels, before)])
+        if precision == "float16":
+            assert state.generator.get_layer("enc1").compute_dtype == "float16"
+            assert (state.disc_opt.dynamic_scale.numpy(), state.disc_opt.step_counter.numpy()) == (32768, 1)
+            g_before = [v.numpy() for v in state.generator.trainable_variables]
+            scales = [float(state.gen_opt.dynamic_scale.numpy())]
+            while state.gen_opt.step_counter.numpy() == 0 and len(scales) < 12:
+                steps["gan"](batch)
+                scales.append(float(state.gen_opt.dynamic_scale.numpy()))
+            # G's L1 term (x100) can overflow float16 at the first scales (here 32768 and 16384): each
+            # skipped update halves the scale, until one fits and is applied
+            assert state.gen_opt.step_counter.numpy() > 0, scales
+            assert all(b <= a for a, b in zip(scales, scales[1:]))
+            assert any(not np.array_equal(v.numpy(), b) for v, b in zip(state.generator.trainable_variables,
+                                                                       g_before))
     moved = np.abs(updates["off"]) > 0
     assert moved.mean() > 0.9 and np.abs(updates["float16"]).max() < 2 * np.abs(updates["off"]).max()
     agree = np.sign(updates["float16"][moved]) == np.sign(updates["off"][moved])
@@ -438,30 +436,24 @@ def test_a_run_moves_between_precisions_and_float16_keeps_its_loss_scale(tiny_fo
     def restored(saved, precision):
         """(G's loss scale, its counter, G's Adam moments) of a new run of precision restored from saved."""
         cfg = config.make_config(dataset="cifar10", batch_size=4, width=0.125, mixed_precision=precision)
-        try:
-            run = training.Run(cfg, tf.distribute.get_strategy())
-            assert resume.restore_newest(run, str(saved))
-            adam = training.adam(run.gen_opt)
-            return (None if precision != "float16" else (float(run.gen_opt.dynamic_scale.numpy()),
-                                                         int(run.gen_opt.step_counter.numpy())),
-                    [v.numpy() for v in adam.variables if "momentum" in v.path])
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+        state = training.create_train_state(cfg, tf.distribute.get_strategy())
+        assert resume.restore_newest(state, str(saved))
+        adam = training.adam(state.gen_opt)
+        return (None if precision != "float16" else (float(state.gen_opt.dynamic_scale.numpy()),
+                                                     int(state.gen_opt.step_counter.numpy())),
+                [v.numpy() for v in adam.variables if "momentum" in v.path])
 
     cfg = config.make_config(dataset="cifar10", batch_size=4, width=0.125, mixed_precision="float16")
-    try:
-        run = training.Run(cfg, tf.distribute.get_strategy())
-        run.gen_opt.dynamic_scale.assign(64.0), run.gen_opt.step_counter.assign(7)
-        moments = [v.numpy() for v in training.adam(run.gen_opt).variables if "momentum" in v.path]
-        for v in training.adam(run.gen_opt).variables:
-            v.assign(tf.fill(v.shape, tf.cast(0.25, v.dtype)))
-        moments = [np.full_like(m, 0.25) for m in moments]
-        state = run.state()
-        tf.train.Checkpoint(**state).write(str(tmp_path / "new" / "ckpt-1"))
-        earlier = {k: v for k, v in state.items() if not k.endswith("loss_scale")}  # what earlier code saved
-        tf.train.Checkpoint(**{**earlier, "gen_opt": run.gen_opt, "disc_opt": run.disc_opt}).write(str(tmp_path / "old" / "ckpt-1"))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    state = training.create_train_state(cfg, tf.distribute.get_strategy())
+    state.gen_opt.dynamic_scale.assign(64.0), state.gen_opt.step_counter.assign(7)
+    moments = [v.numpy() for v in training.adam(state.gen_opt).variables if "momentum" in v.path]
+    for v in training.adam(state.gen_opt).variables:
+        v.assign(tf.fill(v.shape, tf.cast(0.25, v.dtype)))
+    moments = [np.full_like(m, 0.25) for m in moments]
+    objects = state.checkpointed()
+    tf.train.Checkpoint(**objects).write(str(tmp_path / "new" / "ckpt-1"))
+    earlier = {k: v for k, v in objects.items() if not k.endswith("loss_scale")}  # what earlier code saved
+    tf.train.Checkpoint(**{**earlier, "gen_opt": state.gen_opt, "disc_opt": state.disc_opt}).write(str(tmp_path / "old" / "ckpt-1"))
     assert any(n.startswith("gen_opt/inner_optimizer/") for n, _ in tf.train.list_variables(str(tmp_path / "old" / "ckpt-1")))
     for folder in ("new", "old"):
         scale, adam = restored(tmp_path / folder, "float16")
@@ -486,19 +478,19 @@ gray = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 1)), tf.float32)
 colour = tf.constant(rng.uniform(-1, 1, (8, 32, 32, 3)), tf.float32)
 before, after, losses, evals = [], [], [], []
 for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
-    run = training.Run(cfg, strategy)
-    run.build_steps()
+    state = training.create_train_state(cfg, strategy)
+    steps, evaluate = training.compile_steps(state)
     # The first update of an iteration is the discriminator's; the generator's two come after it.
     # Conv biases feeding BatchNorm have a zero gradient in exact arithmetic, so their Adam steps
     # are lr * sign(rounding noise) on any device: compare the kernels.
-    kernels = [v for v in run.discriminator.trainable_variables if "kernel" in v.path]
+    kernels = [v for v in state.discriminator.trainable_variables if "kernel" in v.path]
     before.append([v.numpy() for v in kernels])
-    batch = (gray, colour)
+    batch = dict(gray=gray, colour=colour)
     if strategy.num_replicas_in_sync > 1:
         batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
-    totals = run.eval_step(batch)  # validation: means over the batch whatever the device count
+    totals = evaluate(batch)  # validation: means over the batch whatever the device count
     evals.append({k: float(v) / float(totals["count"]) for k, v in totals.items() if k != "count"})
-    losses.append({k: float(v) for k, v in run.train_steps["gan"](batch).items()})
+    losses.append({k: float(v) for k, v in steps["gan"](batch).items()})
     after.append([v.numpy() for v in kernels])
     print(strategy.num_replicas_in_sync, losses[-1])
 assert all(np.array_equal(a, b) for a, b in zip(*before)), "both start from the same weights"
@@ -603,9 +595,9 @@ def test_each_worker_reads_only_its_share_and_a_resumed_epoch_skips_unread(tiny_
     def indices(pipelines, pipeline, replicas, done=0):
         context = tf.distribute.InputContext(pipelines, pipeline, replicas)
         read.clear()
-        batches = list(data.input_pipeline(cfg, 3, context, done, with_index=True))
-        assert all(len(b[-1]) == 8 // replicas for b in batches)
-        return [int(i) for b in batches for i in b[-1]], len(set(read))
+        batches = list(data.input_pipeline(cfg, 3, context, done))
+        assert all(len(b["index"]) == 8 // replicas for b in batches)
+        return [int(i) for b in batches for i in b["index"]], len(set(read))
 
     (first, read_first), (second, read_second) = indices(2, 0, 2), indices(2, 1, 2)  # two workers
     assert sorted(first + second) == list(range(32)) and read_first == read_second == 16
@@ -690,24 +682,55 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder,
 def test_ema_averages_the_generator_and_is_what_export_saves(tiny_folder, tmp_path, capsys):
     cfg = config.make_config(dataset="cifar10", dataset_path=str(tiny_folder), batch_size=4, width=0.125,
                              mixed_precision="off", model="unet", ema=0.5)  # one G update a step
-    run = training.Run(cfg, tf.distribute.get_strategy())
-    run.build_steps()
+    state = training.create_train_state(cfg, tf.distribute.get_strategy())
+    steps, evaluate = training.compile_steps(state)
     weights = lambda model: [v.numpy() for v in model.trainable_variables]  # noqa: E731
-    average = weights(run.generator)  # the average starts at the initial weights
-    assert all(np.array_equal(a, b) for a, b in zip(average, weights(run.generator_ema)))
+    average = weights(state.generator)  # the average starts at the initial weights
+    assert all(np.array_equal(a, b) for a, b in zip(average, weights(state.generator_ema)))
     for batch in data.make_dataset(cfg, "train").take(3):
-        run.train_steps["generator"](batch)
-        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights(run.generator))]  # by hand
-    for by_hand, kept in zip(average, weights(run.generator_ema)):
+        steps["generator"](batch)
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights(state.generator))]  # by hand
+    for by_hand, kept in zip(average, weights(state.generator_ema)):
         np.testing.assert_allclose(kept, by_hand, rtol=1e-5, atol=1e-7)
-    assert not all(np.allclose(a, w) for a, w in zip(average, weights(run.generator)))  # not the raw weights
-    exported = keras.saving.load_model(training.export(run, str(tmp_path)), compile=False)
-    for saved, kept in zip(weights(exported), weights(run.generator_ema)):
+    assert not all(np.allclose(a, w) for a, w in zip(average, weights(state.generator)))  # not the raw weights
+    exported = keras.saving.load_model(training.export(state, str(tmp_path)), compile=False)
+    for saved, kept in zip(weights(exported), weights(state.generator_ema)):
         np.testing.assert_array_equal(saved, kept)
     # resumed with --ema from a checkpoint without an average: it starts from the restored weights
-    plain = training.Run(dataclasses.replace(cfg, ema=0.0), tf.distribute.get_strategy())
+    plain = training.create_train_state(dataclasses.replace(cfg, ema=0.0), tf.distribute.get_strategy())
     plain.generator.trainable_variables[0].assign_add(tf.ones_like(plain.generator.trainable_variables[0]))
-    tf.train.CheckpointManager(tf.train.Checkpoint(**plain.state()), str(tmp_path / "plain"), 1).save(0)
-    again = training.Run(cfg, tf.distribute.get_strategy(), pretrained=False)
+    tf.train.CheckpointManager(tf.train.Checkpoint(**plain.checkpointed()), str(tmp_path / "plain"), 1).save(0)
+    again = training.create_train_state(cfg, tf.distribute.get_strategy(), pretrained=False)
     assert resume.restore_newest(again, str(tmp_path / "plain"))
     assert all(np.array_equal(a, b) for a, b in zip(weights(plain.generator), weights(again.generator_ema)))
+
+
+OLD_RUN = ROOT / "tests" / "data" / "v1-mid-epoch"  # tests/data/README.md: how it was made
+
+
+def test_a_mid_epoch_checkpoint_of_tuple_batches_resumes_by_skipping_what_it_trained(tmp_path, capsys):
+    """A checkpoint written 3 steps into an epoch by colorgan before batches were dicts (its data
+    iterator then yielded tuples, which today's pipeline cannot restore) resumes where it stopped."""
+    flags = ["--dataset", "cifar10", "--dataset-path", str(CIFAR), "--batch-size", "4", "--sample-size", "2",
+             "--log-interval", "1", "--save-interval", "100", "--sample-interval", "1000", "--validate", "false",
+             "--mixed-precision", "off", "--width", "0.03125", "--generator-output", "ab", "--ema", "0.995"]
+    assert [n for n, _ in tf.train.list_variables(str(OLD_RUN / "checkpoints" / "ckpt-3")) if "ITERATOR" in n] == \
+        ["iterator/.ATTRIBUTES/ITERATOR_STATE"]
+    note = "continues after the 12 images its 3 steps trained, unread"
+    for name, stops in (("a", [6]), ("b", [4, 6])):  # b: once more from the checkpoint the resumed run writes
+        shutil.copytree(OLD_RUN, tmp_path / name / "run")
+        for steps in stops:
+            capsys.readouterr()
+            training.train(config.parse_args([*flags, "--checkpoints-path", str(tmp_path / name), "--name", "run",
+                                              "--max-steps", str(steps)]))
+            out = capsys.readouterr().out
+            assert f"step {steps}/{steps}" in out and "Traceback" not in out, out
+            assert (note in out) == (steps != 6 or name == "a"), out
+    # b's second part restored the iterator its first part saved: the same batches, the same weights
+    a, b = (generator_weights(tmp_path / k) for k in "ab")
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) < 1e-6
+    # the images left unread are those the three steps trained: the epoch goes on with its fourth batch
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4)
+    whole = [b["index"].numpy().tolist() for b in data.make_dataset(cfg, "train", 0)]
+    rest = [b["index"].numpy().tolist() for b in data.make_dataset(cfg, "train", 0, part=data.Part(skip=12))]
+    assert len(whole) == 12 and rest == whole[3:]

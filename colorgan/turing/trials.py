@@ -56,7 +56,7 @@ def prepare_items(generator, config: Config, size: int, display_size: int = 256)
     source = data.spread(full, size)
     skipped = data.Skipped()
     # 32 images of 256 px at a time fit a laptop
-    batches = data.test_batches(dataclasses.replace(config, batch_size=32), source=source, skipped=skipped)
+    batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped, source=source)
     items = []
     for batch in batches:
         fake = color.to_uint8(inference.colorize_batch(generator, config, batch["gray"])).numpy()
