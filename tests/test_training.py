@@ -209,6 +209,45 @@ def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterr
     assert resumed <= max(10 * noise, 1e-5), (resumed, noise)
 
 
+def test_a_sigterm_saves_after_the_step_and_validation_runs_every_validate_interval(tiny_folder, tmp_path):
+    args = tiny_args(tiny_folder, tmp_path, "--max-steps", "1000", "--save-interval", "1000", "--validate", "true",
+                     "--validate-interval", "2")
+    process = train_process(args)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "validation at step 4:" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    out = "".join(lines) + process.communicate(timeout=300)[0]
+    assert process.returncode == 0, out
+    step = int(re.search(r"stopped at step (\d+) \(SIGTERM\)", out)[1])
+    assert step >= 4 and "Traceback" not in out
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"ckpt-{step}")  # saved there, not at --save-interval
+    assert (tmp_path / "run" / "generator.keras").exists()
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "test"] == list(range(2, step + 1, 2))  # every 2 steps, mid-epoch
+    resumed = run_to_end(tiny_args(tiny_folder, tmp_path, "--max-steps", str(step + 1)))
+    assert f"resumed from {checkpoints / f'ckpt-{step}'} at step {step}" in resumed and f"step {step + 1}/" in resumed
+
+
+def test_jit_compile_runs_the_step_under_xla_with_the_same_losses(monkeypatch):
+    # XLA draws other dropout masks from the same seed: compare the step without dropout
+    monkeypatch.setitem(models._DECODER, "cifar10", [(f, 0.0) for f, _ in models._DECODER["cifar10"]])
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
+                             mixed_precision="off")
+    batch = next(iter(data.make_dataset(cfg, "train")))
+    losses = {}
+    for jit in (False, True):
+        state = training.create_train_state(dataclasses.replace(cfg, jit_compile=jit), tf.distribute.get_strategy())
+        step = training.compile_steps(state)[0]["gan"]
+        assert step._jit_compile is (True if jit else None)  # what --jit-compile asks tf.function for
+        losses[jit] = {k: float(v) for k, v in step(batch).items()}
+    assert "HloModule" in step.experimental_get_compiler_ir(batch)(stage="hlo")  # the whole step, one XLA module
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)  # XLA fuses and reorders: rounding differs
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
     l1_loss = losses.l1_loss
@@ -493,6 +532,15 @@ for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["
     losses.append({k: float(v) for k, v in steps["gan"](batch).items()})
     after.append([v.numpy() for v in kernels])
     print(strategy.num_replicas_in_sync, losses[-1])
+    # a non-finite batch on one replica only: no replica applies its update, and the step is recorded
+    bad = dict(gray=gray, colour=tf.concat([colour[:4] * float("nan"), colour[4:]], 0))
+    if strategy.num_replicas_in_sync > 1:
+        bad = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(bad))))
+    variables = [*state.generator.trainable_variables, *kernels]
+    kept = [v.numpy() for v in variables]
+    steps["gan"](bad)
+    assert all(np.array_equal(k, v.numpy()) for k, v in zip(kept, variables)), "a non-finite update was applied"
+    assert int(state.first_bad_step.numpy()) == 2
 assert all(np.array_equal(a, b) for a, b in zip(*before)), "both start from the same weights"
 for one, two in (losses, evals):
     for k in one:
