@@ -1,22 +1,21 @@
-"""The training loop: one discriminator then two generator updates per iteration, as the authors do.
+"""Training: a TrainState, one step function per phase (the GAN's: one discriminator then two
+generator updates, as the authors do) and one flat loop.
 
-A custom GradientTape step under tf.distribute (one device, several GPUs, or several machines), in
-mixed precision where the hardware has it (float16 on GPUs, bfloat16 on CPUs), checkpoints that
-resume at exactly the next batch, and the things a person watches: a progress line, TensorBoard,
-sample grids, validation and training curves.
+The steps are GradientTape updates under tf.distribute (one device, several GPUs, or several
+machines), in mixed precision where the hardware has it (float16 on GPUs, bfloat16 on CPUs); the
+loop checkpoints so that a run resumes at exactly the next batch, and reports (colorgan.reports)
+what a person watches.
 """
 import dataclasses
-import json
 import math
 import os
-import time
 
 import numpy as np
 
 import keras
 import tensorflow as tf
 
-from colorgan import color, cpu_kernels, data, devices, files, losses, metrics, models, plots, resume, stopping
+from colorgan import cpu_kernels, data, devices, files, losses, metrics, models, plots, reports, resume, stopping
 from colorgan.config import Config, UserError, as_flags, make_config, parse_command
 from colorgan.resume import TrainingError, architecture
 
@@ -345,7 +344,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(out_dir, "checkpoints"), config.keep_checkpoints)
     preemption = stopping.coordinate_preemption(strategy, checkpoint, manager, state.step, config.run_dir)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
-    samples = _fixed_samples(config)
+    samples = reports.fixed_samples(config)
     signals = stopping.Stop(coordinated=preemption is not None)
     step, first_epoch = int(state.step.numpy()), int(state.epoch.numpy())  # the device's counters, followed here
     stop = None  # why training ends before its last epoch: max steps or a signal
@@ -358,7 +357,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
                 last = max(e for e in range(config.total_epochs) if config.phase(e) == phase)
                 print(f"phase {phase} ({PHASES[phase]}): epochs {epoch + 1}-{last + 1} of {config.total_epochs}",
                       flush=True)
-            skipped, speed = data.Skipped(), Speed()
+            skipped, speed = data.Skipped(), reports.Speed()
             for batch in _epoch_batches(state, checkpoint, epoch, latest, skipped):
                 try:  # tensors: reading them back would wait for the device each step
                     values = preemption.run(train_steps[phase], batch) if preemption else train_steps[phase](batch)
@@ -372,11 +371,11 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
                 if every(config.log_interval) or every(config.save_interval) or stop:
                     values = _read(values, state, manager)
                 if every(config.log_interval) or step == total_steps:
-                    _log(state, out_dir, writer, phase, step, total_steps, values, speed.rate())
+                    reports.log_step(state, out_dir, writer, phase, step, total_steps, values, speed.rate())
                 if every(config.sample_interval) or stop == "max steps":
-                    write_samples(state, samples, out_dir, writer)
+                    reports.write_samples(state, samples, out_dir, writer)
                 if config.validate and config.validate_interval and every(config.validate_interval):
-                    validate(state, evaluate, out_dir, writer)
+                    reports.validate(state, evaluate, out_dir, writer)
                 if stop or every(config.save_interval):
                     resume.save(manager, step, state.checkpoint_bytes())
                 if stop:
@@ -389,9 +388,9 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
             state.epoch.assign(epoch + 1), state.epoch_step.assign(0)  # a run resumed from here starts the next epoch
             resume.save(manager, step, state.checkpoint_bytes())
             if config.validate:
-                validate(state, evaluate, out_dir, writer)
+                reports.validate(state, evaluate, out_dir, writer)
         else:
-            write_samples(state, samples, out_dir, writer)  # the finished model's, as at --max-steps
+            reports.write_samples(state, samples, out_dir, writer)  # the finished model's, as at --max-steps
     finally:
         signals.restore()
         stopping.end_preemption(preemption, strategy, config.run_dir)
@@ -431,113 +430,6 @@ def _read(values: dict, state: TrainState, manager) -> dict:
         bad = [k for k, v in values.items() if not math.isfinite(v)] or ["losses"]
         raise TrainingError(f"step {bad_step}: non-finite {', '.join(bad)}; stopped without saving. "
                             f"The last good checkpoint is {manager.latest_checkpoint}. Try a lower --lr.")
-    return values
-
-
-def _log(state: TrainState, out_dir: str, writer, phase: str, step: int, total_steps: int, values: dict,
-         rate: float) -> None:
-    """The progress line, TensorBoard's scalars and a row of history.jsonl."""
-    config = state.config
-    eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
-    print(f"epoch {int(state.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
-          f"{_progress(values)} | {rate:.1f} img/s | ETA {_format_eta(eta)}", flush=True)
-    with writer.as_default(step=step):
-        for k, v in values.items():
-            tf.summary.scalar(f"train/{k}", v)
-    _append_history(out_dir, {"split": "train", "step": step, "phase": phase, **values})
-
-
-class Speed:
-    """Images per second between readings; the first step, which traces the graph, left out."""
-
-    def __init__(self):
-        self.steps, self.images, self.start, self.last = 0, 0, time.perf_counter(), float("nan")
-
-    def count(self, images: int) -> None:
-        self.steps += 1
-        if self.steps == 1:
-            self.start = time.perf_counter()
-        else:
-            self.images += images
-
-    def rate(self) -> float:
-        if self.images:
-            now = time.perf_counter()
-            self.last, self.start, self.images = self.images / (now - self.start), now, 0
-        return self.last
-
-
-def _format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-def _append_history(run_dir: str, row: dict) -> None:
-    with open(os.path.join(run_dir, "history.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _fixed_samples(config: Config):
-    """The test images of every sample grid, spread over the split: a class-ordered folder's first
-    images are all of one class. The split's first images if the spread ones are all unusable."""
-    test = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    for source in (data.spread(test, config.sample_size), test):
-        batches = data.make_dataset(config, "test", source=source).unbatch().batch(config.sample_size)
-        samples = next(iter(batches), None)
-        if samples is not None:
-            return samples
-    raise data.DataError(f"{data.describe(config, 'test')}, but not one of them is a usable colour image")
-
-
-def _progress(values: dict) -> str:
-    """The losses a phase has, as the progress line shows them."""
-    parts = []
-    if "disc_loss" in values:
-        parts.append(f"D {values['disc_loss']:.3f} (real {values['disc_real']:.3f} fake {values['disc_fake']:.3f})")
-    if "gen_gan" in values:
-        parts.append(f"G {values['gen_loss']:.3f} (gan {values['gen_gan']:.3f} L1 {values['gen_l1']:.4f})")
-    elif "gen_l1" in values:
-        parts.append(f"G L1 {values['gen_l1']:.4f}")
-    return " ".join(parts) + f" acc {values['accuracy']:.3f}"
-
-
-def write_samples(state: TrainState, samples, run_dir: str, writer) -> str:
-    """A sample grid (gray | original | colourised) of fixed test images, as PNG and in TensorBoard."""
-    gray, colour = samples["gray"], samples["colour"]
-    fake = models.colorize(state.inference_generator, gray, state.config.generator_output, training=False)
-    to_rgb = lambda x: color.to_uint8(color.postprocess(x, state.config.color_space)).numpy()  # noqa: E731
-    gray_rgb = color.to_uint8((tf.cast(gray, tf.float32) + 1) / 2).numpy()
-    step = int(state.step.numpy())
-    real, fake = to_rgb(colour), to_rgb(fake)
-    with writer.as_default(step=step):
-        tf.summary.image("samples", np.concatenate([np.repeat(gray_rgb, 3, -1), real, fake], axis=2),
-                         max_outputs=len(real))
-    return plots.sample_grid(gray_rgb, real, fake, os.path.join(run_dir, "samples", f"step_{step:07d}.png"),
-                             title=f"{state.config.name}, step {step}")
-
-
-def validate(state: TrainState, evaluate, run_dir: str, writer) -> dict:
-    """Losses and accuracy over the whole test split; refreshes the training-curve PNG."""
-    config = state.config
-    dataset = data.make_dataset(config, "test")
-    if state.strategy.num_replicas_in_sync > 1:
-        dataset = state.strategy.experimental_distribute_dataset(dataset)
-    totals = {}
-    for batch in dataset:
-        for k, v in evaluate(batch).items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    if not totals.get("count"):
-        return {}
-    values = {k: v / totals["count"] for k, v in totals.items() if k != "count"}
-    step = int(state.step.numpy())
-    print(f"validation at step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
-    with writer.as_default(step=step):
-        for k, v in values.items():
-            tf.summary.scalar(f"test/{k}", v)
-    _append_history(run_dir, {"split": "test", "step": step, **values})
-    plots.training_curves(os.path.join(run_dir, "history.jsonl"), os.path.join(run_dir, "training_curves.png"))
     return values
 
 
