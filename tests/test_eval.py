@@ -33,6 +33,12 @@ def test_table_json_and_pictures(trained, capsys):
     run, ab, gray, truth = report["rows"]
     assert gray["colourfulness"] < 0.5 < report["ground_truth_colourfulness"]  # a = b = 0: no colour
     assert 0 <= gray["acc"] <= gray["acc@5"] <= gray["acc@10"] <= 1
+    # the gray baseline's pixel figures, recomputed here from the 12 test images
+    cfg = config.make_config(dataset="cifar10", dataset_path=str(trained / "data"))
+    rgb = np.concatenate([b["rgb"].numpy() for b in data.make_dataset(cfg, "test")])
+    grays = inference.gray_to_rgb(color.preprocess(rgb)[0])
+    assert gray["delta_e"] == pytest.approx(float(np.mean(metrics.mean_delta_e(rgb, grays))), rel=1e-4)
+    assert gray["mae_rgb"] == pytest.approx(float(np.mean(np.abs(rgb.astype(float) - grays))), rel=1e-4)
     # 12 images: too few for these figures to rank anything; that they are computed and bounded is checked
     for row in run, ab, gray, truth:
         assert row["fid_c10"] > 0 and 0 <= row["c2st"] <= 1 and 0 <= row["fooled"] <= 1 and 0 <= row["class_acc"] <= 1

@@ -210,5 +210,8 @@ def test_inception_features_names_a_missing_weights_file(tmp_path):
 
 def test_inception_features_runs_with_random_weights():
     features = metrics.inception_features(None)
-    out = features(np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)).numpy()
+    images = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    out = features(images).numpy()
     assert out.shape == (2, 2048) and np.all(np.isfinite(out))
+    assert not np.allclose(out[0], out[1])  # two images, two feature vectors
+    np.testing.assert_allclose(features(images[::-1]).numpy(), out[::-1], rtol=1e-5, atol=1e-6)  # per image

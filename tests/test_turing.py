@@ -497,7 +497,12 @@ def test_summary_of_edge_cases(tmp_path, capsys):
     rows = [{"participant": p, "class": "c", "real_side": "left", "choice": c, "response_s": 1.0}
             for p, c in (("never", None), ("never", None), ("always", "right"), ("right", "left"))]
     turing.summary_chart(rows, str(tmp_path / "chart.png"))  # 0%, 100% and no answer at all
-    assert Image.open(tmp_path / "chart.png").size[0] > 100
+    groups = [name for name, _ in turing.stats.summarize(rows)]
+    assert {"participant never", "participant always", "participant right"} <= set(groups)
+    bars = lambda n: (700, round(100 * (1.2 + 0.45 * n)))  # noqa: E731  (7 inches at 100 dpi, a row per group)
+    assert Image.open(tmp_path / "chart.png").size == bars(len(groups))
+    chart = np.asarray(Image.open(tmp_path / "chart.png").convert("L"))
+    assert (chart < 250).mean() > 0.05  # bars and text drawn, not a blank page
     text = turing.format_summary(rows)
     assert summary_line(text, "participant always")[:4] == [1, 1, 1, 100]
     assert "n/a" in next(line for line in text.splitlines() if line.startswith("participant never"))
