@@ -4,7 +4,7 @@ matmul peak of the dtype it computes in, measured in the same run.
     python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
-        [--compare] [--compare-ops] [--profile-iterations 2] [--json OUT]
+        [--compare] [--compare-ops] [--compare-jit] [--profile-iterations 2] [--json OUT]
 
 Times the GAN step (training.compile_steps, colorgan/training.py) on random batches already in
 memory: 2 warm-up iterations (the first traces), then the median of --iterations timed ones. The precision is the one
@@ -20,6 +20,7 @@ several. The CPU the *other* processes used during the timed loop is printed: on
 one busy neighbour halves the figure.
 """
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -156,6 +157,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=0, help="default: the dataset's preset")
     parser.add_argument("--mixed-precision", default="auto", choices=("auto", "off", "bfloat16", "float16"))
     parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--compare-jit", action="store_true", help="time the step with and without XLA in the same run")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations after 2 warm-up ones")
     parser.add_argument("--compare", action="store_true", help="also time float32 in the same run")
     parser.add_argument("--compare-ops", action="store_true",
@@ -175,34 +177,37 @@ def main():
         if results and (not args.compare or results[0]["policy"] == "float32"):
             break
         for ours in (True, False) if args.compare_ops else (True,):
-            print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision}, "
-                  f"{OPS[ours]} ops ...", flush=True)
-            results.append(dict(mixed_precision=precision,
-                                **measure(config, args.iterations, args.profile_iterations, ours)))
+            for jit in (False, True) if args.compare_jit else (config.jit_compile,):
+                print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision}, "
+                      f"{OPS[ours]} ops, XLA {'on' if jit else 'off'} ...", flush=True)
+                results.append(dict(mixed_precision=precision, jit_compile=jit, **measure(
+                    dataclasses.replace(config, jit_compile=jit), args.iterations, args.profile_iterations, ours)))
     host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 "unknown CPU")
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     print(f"\n{host}, {os.cpu_count()} cores, bfloat16 flags {devices.cpu_bfloat16_flags() or 'none'}"
           f"{f', ONEDNN_MAX_CPU_ISA={isa}' if isa else ''}; {config.dataset} ({cfg.as_flags(config) or 'the preset'}), "
           f"batch {config.batch_size}, "
-          f"XLA {'on' if args.jit_compile else 'off'}, TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
-    print("| precision | ops | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
+          f"TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
+    print("| precision | ops | XLA | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
           "| % of peak | vs float32 | vs Keras' own ops | not conv/matmul (of op time) | others' CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    base = next((r for r in results if r["policy"] == "float32" and r["colorgan_ops"]), None)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    base = next((r for r in results if r["policy"] == "float32" and r["colorgan_ops"] and not r["jit_compile"]), None)
     for r in results:
         ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
-        own = next((o for o in results if o["policy"] == r["policy"] and not o["colorgan_ops"]), None)
+        own = next((o for o in results if o["policy"] == r["policy"] and o["jit_compile"] == r["jit_compile"]
+                    and not o["colorgan_ops"]), None)
         vs_own = f"{r['images_per_s'] / own['images_per_s']:.2f}x" if own else "-"
         share = f"{100 * r['profile']['not_matmul']:.1f}%" if r["profile"] else "-"
-        print(f"| {r['policy']} ({r['reason']}) | {OPS[r['colorgan_ops']]} | {r['images_per_s']:.1f} | "
+        print(f"| {r['policy']} ({r['reason']}) | {OPS[r['colorgan_ops']]} | {'on' if r['jit_compile'] else 'off'} | "
+              f"{r['images_per_s']:.1f} | "
               f"{1000 * r['median_iteration_s']:,.0f} | {r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.1f} | "
               f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | {ratio} | {vs_own} | "
               f"{share} | {r['others_cores']:.2f} |")
     if any(r["others_cores"] > 0.2 for r in results):
         print("\nWARNING: other processes used more than 0.2 cores: a noisy run, repeat it")
     for r in (r for r in results if r["profile"]):
-        print(f"\nop profile, {r['policy']}, {OPS[r['colorgan_ops']]} ops "
+        print(f"\nop profile, {r['policy']}, {OPS[r['colorgan_ops']]} ops, XLA {'on' if r['jit_compile'] else 'off'} "
               f"({args.profile_iterations} iterations; inter-op threads idle {100 * r['profile']['idle']:.1f}% of their time):")
         print("| op type | share of op time |\n|---|---|")
         for op, share in r["profile"]["ops"]:
