@@ -4,14 +4,14 @@ matmul peak of the dtype it computes in, measured in the same run.
     python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
-        [--compare] [--compare-ops] [--compare-jit] [--profile-iterations 2] [--json OUT]
+        [--compare] [--compare-ops] [--compare-each] [--compare-jit] [--profile-iterations 2] [--json OUT]
 
 Times the GAN step (training.compile_steps, colorgan/training.py) on random batches already in
 memory: 2 warm-up iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
-ops in place of colorgan's kernel gradients and fused BatchNorm (cpu_kernels.MATMUL_KERNEL_GRADIENT,
-cpu_kernels.FUSED_BATCHNORM). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
+ops in place of colorgan's kernel gradients, fused BatchNorm and fused Adam (the switches in
+cpu_kernels), and --compare-each with each of them off alone. Then a profile of a few iterations (TensorFlow's profiler) gives the ten
 costliest op types and the share of op time that is neither convolution nor matmul, where a
 regression would show. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras layers:
 the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA variants, are
@@ -38,7 +38,12 @@ import tensorflow as tf
 from colorgan import config as cfg, cpu_kernels, devices, training
 
 MATMUL_OPS = ("Conv2D", "MatMul", "ExtractImagePatches")  # op types that are convolution work
-OPS = {True: "colorgan's", False: "Keras' and TensorFlow's own"}
+SWITCHES = ("MATMUL_KERNEL_GRADIENT", "FUSED_BATCHNORM", "FUSED_ADAM")  # colorgan's kernel choices (cpu_kernels)
+
+
+def ops_name(off: tuple) -> str:
+    return ("colorgan's" if not off else "Keras' and TensorFlow's own" if set(off) == set(SWITCHES)
+            else "colorgan's without " + ", ".join(off))
 
 
 def machine_cpu_seconds() -> float:
@@ -118,9 +123,11 @@ def op_profile(step, batch, iterations: int) -> dict:
                 not_matmul=sum(share for op, share in ops if not any(m in op for m in MATMUL_OPS)))
 
 
-def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: bool = True) -> dict:
-    """Time the training step under config's precision; float() waits for each step's result."""
-    cpu_kernels.MATMUL_KERNEL_GRADIENT = cpu_kernels.FUSED_BATCHNORM = ours  # read when the step is traced
+def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: tuple = ()) -> dict:
+    """Time the training step under config's precision with the kernel choices in off switched off;
+    float() waits for each step's result."""
+    for switch in SWITCHES:  # read when the step is traced
+        setattr(cpu_kernels, switch, switch not in off)
     run = training.create_train_state(config, tf.distribute.get_strategy())
     step = training.compile_steps(run)[0]["gan"]
     try:
@@ -142,13 +149,14 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, ours: 
         flops = iteration_flops(run)
         profile = op_profile(step, batch, profile_iterations) if profile_iterations else {}
         return dict(policy=run.policy, reason=run.policy_reason, compute_dtype=compute, iteration_s=times,
-                    colorgan_ops=ours, profile=profile,
+                    switched_off=list(off), profile=profile,
                     median_iteration_s=seconds, images_per_s=bs / seconds, flops_per_image=flops,
                     achieved_gflops=flops * bs / seconds / 1e9, matmul_peak_gflops=peak,
                     percent_of_peak=100 * flops * bs / seconds / 1e9 / peak, others_cores=others,
                     finite_losses=all(np.isfinite(list(losses.values()))))
     finally:
-        cpu_kernels.MATMUL_KERNEL_GRADIENT = cpu_kernels.FUSED_BATCHNORM = True
+        for switch in SWITCHES:
+            setattr(cpu_kernels, switch, True)
 
 
 def main():
@@ -161,7 +169,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations after 2 warm-up ones")
     parser.add_argument("--compare", action="store_true", help="also time float32 in the same run")
     parser.add_argument("--compare-ops", action="store_true",
-                        help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm)")
+                        help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm, Adam)")
+    parser.add_argument("--compare-each", action="store_true", help="also time colorgan's ops with each choice off alone")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
     parser.add_argument("--train-flags", default="", help="any other train.py flags, e.g. the README's CPU recipe: "
                         "\"--width 0.5 --batch-size 32 --generator-output ab\"")
@@ -176,12 +185,13 @@ def main():
         config = cfg.parse_args([*flags, "--mixed-precision", precision])
         if results and (not args.compare or results[0]["policy"] == "float32"):
             break
-        for ours in (True, False) if args.compare_ops else (True,):
+        variants = [(), *([SWITCHES] if args.compare_ops else []), *([(s,) for s in SWITCHES] if args.compare_each else [])]
+        for off in variants:
             for jit in (False, True) if args.compare_jit else (config.jit_compile,):
                 print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision}, "
-                      f"{OPS[ours]} ops, XLA {'on' if jit else 'off'} ...", flush=True)
+                      f"{ops_name(off)} ops, XLA {'on' if jit else 'off'} ...", flush=True)
                 results.append(dict(mixed_precision=precision, jit_compile=jit, **measure(
-                    dataclasses.replace(config, jit_compile=jit), args.iterations, args.profile_iterations, ours)))
+                    dataclasses.replace(config, jit_compile=jit), args.iterations, args.profile_iterations, off)))
     host = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                 "unknown CPU")
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
@@ -190,24 +200,24 @@ def main():
           f"batch {config.batch_size}, "
           f"TF {tf.__version__}, {args.iterations} timed iterations (median)\n")
     print("| precision | ops | XLA | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
-          "| % of peak | vs float32 | vs Keras' own ops | not conv/matmul (of op time) | others' CPU (cores) |")
+          "| % of peak | vs float32 | colorgan's ops vs these | not conv/matmul (of op time) | others' CPU (cores) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    base = next((r for r in results if r["policy"] == "float32" and r["colorgan_ops"] and not r["jit_compile"]), None)
+    base = next((r for r in results if r["policy"] == "float32" and not r["switched_off"] and not r["jit_compile"]), None)
     for r in results:
         ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
-        own = next((o for o in results if o["policy"] == r["policy"] and o["jit_compile"] == r["jit_compile"]
-                    and not o["colorgan_ops"]), None)
-        vs_own = f"{r['images_per_s'] / own['images_per_s']:.2f}x" if own else "-"
+        ours = next(o for o in results if o["policy"] == r["policy"] and o["jit_compile"] == r["jit_compile"]
+                    and not o["switched_off"])
+        vs_ours = f"{ours['images_per_s'] / r['images_per_s']:.2f}x" if r["switched_off"] else "-"
         share = f"{100 * r['profile']['not_matmul']:.1f}%" if r["profile"] else "-"
-        print(f"| {r['policy']} ({r['reason']}) | {OPS[r['colorgan_ops']]} | {'on' if r['jit_compile'] else 'off'} | "
+        print(f"| {r['policy']} ({r['reason']}) | {ops_name(r['switched_off'])} | {'on' if r['jit_compile'] else 'off'} | "
               f"{r['images_per_s']:.1f} | "
               f"{1000 * r['median_iteration_s']:,.0f} | {r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.1f} | "
-              f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | {ratio} | {vs_own} | "
+              f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | {ratio} | {vs_ours} | "
               f"{share} | {r['others_cores']:.2f} |")
     if any(r["others_cores"] > 0.2 for r in results):
         print("\nWARNING: other processes used more than 0.2 cores: a noisy run, repeat it")
     for r in (r for r in results if r["profile"]):
-        print(f"\nop profile, {r['policy']}, {OPS[r['colorgan_ops']]} ops, XLA {'on' if r['jit_compile'] else 'off'} "
+        print(f"\nop profile, {r['policy']}, {ops_name(r['switched_off'])} ops, XLA {'on' if r['jit_compile'] else 'off'} "
               f"({args.profile_iterations} iterations; inter-op threads idle {100 * r['profile']['idle']:.1f}% of their time):")
         print("| op type | share of op time |\n|---|---|")
         for op, share in r["profile"]["ops"]:

@@ -1,5 +1,6 @@
 """The CPU's kernel choices for colorgan's networks: Keras' Conv2D, Conv2DTranspose and
-BatchNormalization with the same weights and forward ops, which train faster through oneDNN.
+BatchNormalization with the same weights and forward ops, which train faster through oneDNN, and
+Keras' Adam with the same variables and update, in one op per variable.
 
 Each layer class here is a drop-in subclass of Keras' own: models.py builds every network from
 them, and export saves Keras' own classes again (with_keras_layers), so a .keras file loads
@@ -102,6 +103,34 @@ class BatchNormalization(layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(outputs, self.compute_dtype)
+
+
+FUSED_ADAM = True  # False: Keras' own Adam update (tests and bench compare)
+
+
+class Adam(keras.optimizers.Adam):
+    """Keras' Adam (the same variables, so the same checkpoints, and the same update) whose update of
+    a variable is TensorFlow's fused ResourceApplyAdam: one op, where Keras 3 issues about twenty
+    small ones (two powers and a square root among them) per variable and update. The half-width
+    recipe's step updates 93 variables per iteration, and at batch 32 such ops cost as much as a
+    convolution (bench/README.md, "The recipe's step")."""
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        step = tf.cast(self.iterations + 1, tf.float32)  # the bias corrections: once per update, not per variable
+        self._beta_powers = (tf.pow(tf.cast(self.beta_1, tf.float32), step), tf.pow(tf.cast(self.beta_2, tf.float32), step))
+        super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not FUSED_ADAM or self.amsgrad or variable.dtype != tf.float32:
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        # the op's update is Keras': lr_t = lr sqrt(1 - b2^t) / (1 - b1^t); m += (g - m)(1 - b1);
+        # v += (g^2 - v)(1 - b2); var -= lr_t m / (sqrt(v) + epsilon)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
+            beta1_power=self._beta_powers[0], beta2_power=self._beta_powers[1], lr=tf.cast(learning_rate, tf.float32),
+            beta1=tf.constant(self.beta_1, tf.float32), beta2=tf.constant(self.beta_2, tf.float32),
+            epsilon=tf.constant(self.epsilon, tf.float32), grad=tf.cast(gradient, tf.float32))
 
 
 def with_keras_layers(model: keras.Model) -> keras.Model:

@@ -131,8 +131,8 @@ def create_train_state(config: Config, strategy: tf.distribute.Strategy, pretrai
         discriminator = None if config.model == "unet" else models.build_discriminator(
             config.dataset, 4, config.sync_batchnorm, config.width, config.spectral_norm)
         step, epoch, epoch_step, first_bad_step = (counter(n) for n in ("step", "epoch", "epoch_step", "first_bad_step"))
-        gen_opt = keras.optimizers.Adam(lambda: learning_rate(config, step), beta_1=config.beta1)
-        disc_opt = None if discriminator is None else keras.optimizers.Adam(
+        gen_opt = cpu_kernels.Adam(lambda: learning_rate(config, step), beta_1=config.beta1)
+        disc_opt = None if discriminator is None else cpu_kernels.Adam(
             lambda: learning_rate(config, step, config.disc_lr_ratio), beta_1=config.beta1)
         if policy == "mixed_float16":
             gen_opt = keras.optimizers.LossScaleOptimizer(gen_opt)

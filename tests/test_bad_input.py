@@ -105,7 +105,7 @@ def test_a_tf_config_port_in_use(folder, tmp_path, monkeypatch):
 def test_a_worker_whose_peers_never_start_says_so_and_stops(folder, tmp_path, stop, index):
     from tests.test_training import free_ports
     ports = free_ports(2)
-    own, other = ports[index], ports[1 - index]
+    other = ports[1 - index]
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CONFIG=json.dumps(
         {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
     args = tiny_args(folder, tmp_path / "runs", *(["--join-timeout", "3"] if stop == "timeout" else []))

@@ -220,3 +220,33 @@ def test_a_saved_generator_is_made_of_keras_own_layers_and_loads_without_colorga
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert loaded.returncode == 0, loaded.stderr  # plain Python: colorgan's classes are not registered there
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), generator(gray(2, 32, 32, seed=1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("beta_1", [0.0, 0.9])  # the paper's, and Keras' default
+def test_adam_updates_in_one_op_as_keras_own_does(beta_1):
+    shapes = [(4, 4, 3, 8), (8,)]
+    start = [tf.random.stateless_normal(s, (i, 1)) for i, s in enumerate(shapes)]
+    step = tf.Variable(0.0)
+    runs = []
+    for optimizer in (cpu_kernels.Adam(lambda: 1e-2 * 0.5 ** step, beta_1=beta_1),
+                      keras.optimizers.Adam(lambda: 1e-2 * 0.5 ** step, beta_1=beta_1)):
+        variables = [keras.Variable(v) for v in start]
+        optimizer.build(variables)
+
+        @tf.function
+        def update(t):
+            grads = [tf.random.stateless_normal(s, (t, i)) * (i + 1) for i, s in enumerate(shapes)]
+            optimizer.apply(grads, variables)
+            step.assign_add(1.0)
+
+        step.assign(0.0)
+        for t in range(5):
+            update(tf.constant(t))
+        if isinstance(optimizer, cpu_kernels.Adam):
+            ops = [op.type for op in update.get_concrete_function(tf.constant(0)).graph.get_operations()]
+            assert ops.count("ResourceApplyAdam") == len(shapes) and "Sqrt" not in ops
+        runs.append([v.numpy() for v in [*variables, *optimizer.variables]])  # the weights, Adam's moments and step
+    moved = max(float(np.max(np.abs(a - b.numpy()))) for a, b in zip(runs[0], start))
+    assert moved > 1e-2  # five steps of about lr each, at a falling rate
+    for ours, keras_own in zip(*runs):  # the op takes 1 - beta_2 in float32 (0.0010000467), Keras in double
+        np.testing.assert_allclose(ours, keras_own, rtol=1e-4, atol=1e-7)
