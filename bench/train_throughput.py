@@ -4,14 +4,14 @@ matmul peak of the dtype it computes in, measured in the same run.
     python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
-        [--compare] [--compare-ops] [--compare-each] [--compare-jit] [--profile-iterations 2] [--json OUT]
+        [--compare] [--compare-ops] [--compare-jit] [--profile-iterations 2] [--json OUT]
 
 Times the GAN step (training.compile_steps, colorgan/training.py) on random batches already in
 memory: 2 warm-up iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
 ops in place of colorgan's kernel gradients, fused BatchNorm and fused Adam (the switches in
-cpu_kernels), and --compare-each with each of them off alone. Then a profile of a few iterations (TensorFlow's profiler) gives the ten
+cpu_kernels; bench/kernel_choices.py times each alone, interleaved). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
 costliest op types and the share of op time that is neither convolution nor matmul, where a
 regression would show. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras layers:
 the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA variants, are
@@ -42,8 +42,7 @@ SWITCHES = ("MATMUL_KERNEL_GRADIENT", "FUSED_BATCHNORM", "FUSED_ADAM")  # colorg
 
 
 def ops_name(off: tuple) -> str:
-    return ("colorgan's" if not off else "Keras' and TensorFlow's own" if set(off) == set(SWITCHES)
-            else "colorgan's without " + ", ".join(off))
+    return "Keras' and TensorFlow's own" if off else "colorgan's"
 
 
 def machine_cpu_seconds() -> float:
@@ -170,7 +169,6 @@ def main():
     parser.add_argument("--compare", action="store_true", help="also time float32 in the same run")
     parser.add_argument("--compare-ops", action="store_true",
                         help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm, Adam)")
-    parser.add_argument("--compare-each", action="store_true", help="also time colorgan's ops with each choice off alone")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
     parser.add_argument("--train-flags", default="", help="any other train.py flags, e.g. the README's CPU recipe: "
                         "\"--width 0.5 --batch-size 32 --generator-output ab\"")
@@ -185,8 +183,7 @@ def main():
         config = cfg.parse_args([*flags, "--mixed-precision", precision])
         if results and (not args.compare or results[0]["policy"] == "float32"):
             break
-        variants = [(), *([SWITCHES] if args.compare_ops else []), *([(s,) for s in SWITCHES] if args.compare_each else [])]
-        for off in variants:
+        for off in [(), SWITCHES] if args.compare_ops else [()]:
             for jit in (False, True) if args.compare_jit else (config.jit_compile,):
                 print(f"timing {config.dataset}, batch {config.batch_size}, --mixed-precision {precision}, "
                       f"{ops_name(off)} ops, XLA {'on' if jit else 'off'} ...", flush=True)
