@@ -15,7 +15,7 @@ import time
 import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
 import tensorflow as tf
 
-from bench.train_throughput import SWITCHES, machine_cpu_seconds
+from bench.train_throughput import SWITCHES, machine_cpu_seconds, random_batch
 from colorgan import config as cfg, cpu_kernels, devices, training
 
 RECIPE = "--width 0.5 --batch-size 32 --generator-output ab --ema 0.995"
@@ -34,9 +34,7 @@ def traced_step(config: cfg.Config, batch: dict, on: bool, choice: str):
 
 
 def compare(config: cfg.Config, choice: str, blocks: int, block: int) -> dict:
-    size, bs = config.image_size, config.batch_size
-    batch = dict(gray=tf.random.stateless_uniform((bs, size, size, 1), (1, 2), -1.0, 1.0),
-                 colour=tf.random.stateless_uniform((bs, size, size, 3), (3, 4), -1.0, 1.0))
+    bs, batch = config.batch_size, random_batch(config)
     steps = {on: traced_step(config, batch, on, choice) for on in (True, False)}
     times = {True: [], False: []}
     wall, cpu, mine = time.perf_counter(), machine_cpu_seconds(), time.process_time()

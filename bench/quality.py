@@ -247,7 +247,7 @@ def main():
             column[name] = colorize(grid_gray, True).numpy()
         if len(column) < len(methods) + 2:  # some generators are past this point: keep its grid as it was
             continue
-        seen = math.ceil(images / args.batch_size) * args.batch_size
+        seen = max(math.ceil(images / size) * size for size in batch_sizes.values())  # as the table counts them
         plots.image_grid(column, os.path.join(args.out, "samples", f"images_{seen:07d}.png"),
                          title=f"after {seen:,} training images (input's L)")
     write_report(args, results)

@@ -122,6 +122,13 @@ def op_profile(step, batch, iterations: int) -> dict:
                 not_matmul=sum(share for op, share in ops if not any(m in op for m in MATMUL_OPS)))
 
 
+def random_batch(config: cfg.Config) -> dict:
+    """A fixed batch in the shapes the step takes: speed does not depend on the pixels."""
+    shape = (config.batch_size, config.image_size, config.image_size)
+    return dict(gray=tf.random.stateless_uniform((*shape, 1), (1, 2), -1.0, 1.0),
+                colour=tf.random.stateless_uniform((*shape, 3), (3, 4), -1.0, 1.0))
+
+
 def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: tuple = ()) -> dict:
     """Time the training step under config's precision with the kernel choices in off switched off;
     float() waits for each step's result."""
@@ -130,9 +137,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: t
     run = training.create_train_state(config, tf.distribute.get_strategy())
     step = training.compile_steps(run)[0]["gan"]
     try:
-        size, bs = config.image_size, config.batch_size
-        batch = dict(gray=tf.random.stateless_uniform((bs, size, size, 1), (1, 2), -1.0, 1.0),
-                     colour=tf.random.stateless_uniform((bs, size, size, 3), (3, 4), -1.0, 1.0))
+        bs, batch = config.batch_size, random_batch(config)
         for _ in range(2):
             {k: float(v) for k, v in step(batch).items()}
         times, wall, cpu, mine = [], time.perf_counter(), machine_cpu_seconds(), time.process_time()
