@@ -8,11 +8,12 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorgan.files import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WebP")
 MAX_ASPECT = 4  # longer side kept at most 4x the shorter: a 1x10000 strip must not become 256x2.5M
 
 
@@ -43,10 +44,12 @@ def list_images(root: str) -> list[str]:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # Pillow's convert() clips 16-bit values at 255 instead of scaling them.
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if values.max() > 255 else 255.0
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # Pillow's convert() clips 16- and 32-bit values at 255 instead of scaling them, and turns a
+        # float image's [0, 1] black: scale by the smallest usual range that holds the values.
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        peaks = (1.0, 255.0, 65535.0, 2.0 ** 31 - 1) if image.mode == "F" else (255.0, 65535.0, 2.0 ** 31 - 1)
+        peak = next((p for p in peaks if values.max() <= p), peaks[-1])
         image = Image.fromarray(np.round(values * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels have arbitrary colours underneath: show them on white, as viewers do.
@@ -73,6 +76,8 @@ def read_image(path: str, short_side: int | None = None) -> np.ndarray:
                     image.draft("RGB", (short_side, short_side))
                 image = ImageOps.exif_transpose(image)
                 image = _to_rgb(image)
+    except UnidentifiedImageError:  # HEIC, AVIF, RAW, or not an image at all
+        raise ImageError(f"{path}: not an image in a format colorgan reads ({', '.join(FORMATS)})") from None
     except Exception as error:  # Pillow raises many kinds: all mean "not a readable image"
         raise ImageError(f"{path}: {error.__class__.__name__}: {error}") from None
     if short_side:

@@ -253,6 +253,21 @@ def test_read_image_converts_everything_to_8bit_rgb(zoo):
     assert "fifo.jpg" not in " ".join(images.list_images(str(zoo)))
 
 
+def test_float_and_32bit_gray_images_keep_their_range_and_unknown_formats_are_named(tmp_path):
+    gray = colourful(4, 24, 40)[..., 0]
+    files = {"float01.tif": Image.fromarray((gray / 255.0).astype(np.float32), "F"),  # a float image's [0, 1]
+             "float255.tif": Image.fromarray(gray.astype(np.float32), "F"),
+             "int32.tif": Image.fromarray(gray.astype(np.int32) * 257 * 32768, "I")}
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        rgb = images.read_image(str(tmp_path / name))
+        assert rgb.shape == (24, 40, 3), name
+        np.testing.assert_allclose(rgb[..., 1], gray, atol=1, err_msg=name)  # not black, not clipped white
+    (tmp_path / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(16))
+    with pytest.raises(images.ImageError, match=r"photo.heic: not an image in a format colorgan reads \(JPEG"):
+        images.read_image(str(tmp_path / "photo.heic"))
+
+
 def test_bad_files_are_skipped_and_counted(zoo):
     (zoo / "train").mkdir(), (zoo / "test").mkdir()
     for f in zoo.glob("*.*"):
