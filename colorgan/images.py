@@ -1,14 +1,16 @@
 """Reading image files of any kind into 8-bit RGB arrays, with Pillow.
 
-Pillow handles what TensorFlow's decoders do not: EXIF orientation, CMYK, 16-bit, palette and
-alpha images, and reduced-size JPEG decoding (draft mode), which makes large photos cheap to
+Pillow handles what TensorFlow's decoders do not: EXIF orientation, colour profiles, CMYK, 16-bit,
+palette and alpha images, and reduced-size JPEG decoding (draft mode), which makes large photos cheap to
 shrink. Every failure becomes one ImageError with the file's name.
 """
+import functools
+import io
 import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from colorgan.files import atomic_path
 
@@ -43,7 +45,25 @@ def list_images(root: str) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=16)
+def _to_srgb_transform(icc: bytes, mode: str):
+    """Pixel values under an embedded colour profile to sRGB's, or None when they already are sRGB's."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(profile).lower().replace(" ", ""):
+            return None  # most cameras' and editors' sRGB: the values stay exactly as stored
+        return ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB",  # NOCACHE: shared
+                                       ImageCms.Intent.RELATIVE_COLORIMETRIC, ImageCms.Flags.NOCACHE)  # by threads
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None  # a broken or mismatched profile: read the values as sRGB, as viewers without colour management do
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
+    # colorgan's Lab assumes sRGB: a Display P3 (phones) or Adobe RGB (cameras) photo must be converted,
+    # and a CMYK one is better converted by its own profile than by Pillow's naive formula.
+    icc = image.info.get("icc_profile")
+    if icc and image.mode in ("RGB", "CMYK") and (transform := _to_srgb_transform(icc, image.mode)):
+        return ImageCms.applyTransform(image, transform)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         # Pillow's convert() clips 16- and 32-bit values at 255 instead of scaling them, and turns a
         # float image's [0, 1] black: scale by the smallest usual range that holds the values.

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 import tensorflow as tf
 
@@ -251,6 +251,55 @@ def test_read_image_converts_everything_to_8bit_rgb(zoo):
         with pytest.raises(images.ImageError, match=name):
             images.read_image(str(zoo / name))
     assert "fifo.jpg" not in " ".join(images.list_images(str(zoo)))
+
+
+SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+
+
+def rgb_to_xyz(primaries, white=(0.3127, 0.3290)):
+    """The RGB -> XYZ matrix of a colour space given by its primaries' and white's chromaticities."""
+    xyz = lambda x, y: np.array([x / y, 1.0, (1 - x - y) / y])  # noqa: E731
+    columns = np.stack([xyz(*p) for p in primaries], 1)
+    return columns * np.linalg.solve(columns, xyz(*white))
+
+
+def matrix_icc_profile(to_xyz_d65, gamma: float) -> bytes:
+    """An ICC v2 display profile (a matrix and one gamma per channel), written by hand: its colorants
+    adapted to the PCS's D50 white by the Bradford transform, as the ICC requires."""
+    bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    d65, d50 = np.array([0.95047, 1.0, 1.08883]), np.array([0.96422, 1.0, 0.82521])
+    to_d50 = np.linalg.inv(bradford) @ np.diag((bradford @ d50) / (bradford @ d65)) @ bradford @ to_xyz_d65
+    fixed = lambda values: b"".join(struct.pack(">i", round(v * 65536)) for v in values)  # noqa: E731
+    description = b"a wide-gamut test profile\x00"
+    tags = {b"desc": b"desc" + bytes(4) + struct.pack(">I", len(description)) + description + bytes(4 + 4 + 3 + 67),
+            b"wtpt": b"XYZ " + bytes(4) + fixed(d50),
+            **{name: b"XYZ " + bytes(4) + fixed(to_d50[:, i]) for i, name in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))},
+            **dict.fromkeys((b"rTRC", b"gTRC", b"bTRC"), b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)))}
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for name, payload in tags.items():
+        payload += bytes(-len(payload) % 4)
+        table += name + struct.pack(">II", offset + len(body), len(payload))
+        body += payload
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12)
+              + b"acsp" + bytes(24) + struct.pack(">I", 0) + fixed(d50) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def test_photos_in_a_wide_gamut_profile_are_read_as_srgb(tmp_path):
+    """A Display P3 photo (a phone's) holds P3 values: read as sRGB they would be too dull."""
+    p3 = rgb_to_xyz([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)])
+    values = np.array([[[180, 90, 60], [60, 140, 90], [90, 110, 170], [128, 128, 128]]], np.uint8)  # (1, 4, 3)
+    Image.fromarray(values).save(tmp_path / "p3.png", icc_profile=matrix_icc_profile(p3, 2.2))
+    linear = np.linalg.solve(SRGB_TO_XYZ, p3 @ ((values / 255.0) ** 2.2).reshape(-1, 3).T).T.clip(0, 1)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+    rgb = images.read_image(str(tmp_path / "p3.png"))
+    np.testing.assert_allclose(rgb.reshape(-1, 3), srgb, atol=3)
+    assert np.abs(rgb.astype(int) - values).max() > 10  # the conversion matters: not the stored values
+    srgb_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name, icc in (("srgb.png", srgb_profile), ("broken.png", b"not a profile")):
+        Image.fromarray(values).save(tmp_path / name, icc_profile=icc)
+        np.testing.assert_array_equal(images.read_image(str(tmp_path / name)), values, err_msg=name)
 
 
 def test_float_and_32bit_gray_images_keep_their_range_and_unknown_formats_are_named(tmp_path):
