@@ -1,8 +1,8 @@
 """Reading image files of any kind into 8-bit RGB arrays, with Pillow.
 
 Pillow handles what TensorFlow's decoders do not: EXIF orientation, colour profiles, CMYK, 16-bit,
-palette and alpha images, and reduced-size JPEG decoding (draft mode), which makes large photos cheap to
-shrink. Every failure becomes one ImageError with the file's name.
+palette and alpha images, and reduced-size JPEG decoding (draft mode), which makes large photos cheap
+to shrink. Every failure becomes one ImageError with the file's name.
 """
 import functools
 import io
@@ -55,7 +55,7 @@ def _to_srgb_transform(icc: bytes, mode: str):
         return ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB",  # NOCACHE: shared
                                        ImageCms.Intent.RELATIVE_COLORIMETRIC, ImageCms.Flags.NOCACHE)  # by threads
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return None  # a broken or mismatched profile: read the values as sRGB, as viewers without colour management do
+        return None  # a broken or mismatched profile: the values as sRGB, as a viewer without colour management
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
