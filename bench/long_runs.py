@@ -5,6 +5,7 @@ the images seen, from the quality.json and against_gray_<N>k.json files that eac
     python -m bench.long_runs [FOLDER ...] [--out docs/quality/long_runs/curves.png] [--json OUT]
 """
 import argparse
+import collections
 import glob
 import json
 import os
@@ -47,14 +48,14 @@ def read_folder(folder: str) -> list[dict]:
 
 def draw(rows: list[dict], path: str) -> str:
     fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    series = list(dict.fromkeys(r["series"] for r in rows))
     for ax, (key, title, (goal, side)) in zip(axes.flat, PANELS):
-        for n, method in enumerate(methods):
-            mine = [r for r in rows if r["method"] == method]
+        for n, name in enumerate(series):
+            mine = [r for r in rows if r["series"] == name]
             errors = {"minus_gray": "minus_gray_stderr", "c2st": "c2st_stderr"}.get(key)
             ax.errorbar([r["images"] for r in mine], [r[key] for r in mine],
                         yerr=[(r[errors] or 0.0) if errors else 0.0 for r in mine], marker="o", markersize=4,
-                        capsize=3, color=plots.plt.cm.tab10(n), label=method)
+                        capsize=3, color=plots.plt.cm.tab10(n), label=name)
         ax.axhline(goal, color="black", linestyle=":", label=f"goal: {side} {goal:g}")
         ax.set_xscale("log")
         if key == "fid_c10":
@@ -73,17 +74,21 @@ def draw(rows: list[dict], path: str) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", default=[os.path.join(LONG_RUNS, name) for name in
-                                                       ("", "l1_300", "l1_300_s1", "paper_gan")])
+                                                       ("", "l1_300", "l1_300_s1", "l1_300_s1_long", "paper_gan")])
     parser.add_argument("--out", default=os.path.join(LONG_RUNS, "curves.png"))
     parser.add_argument("--from-images", type=int, default=16000, help="leave out the first, far-off points")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    rows = [row for folder in args.folders for row in read_folder(folder) if row["images"] >= args.from_images]
-    print("| method | images | CPU-min | dE00 | minus gray (s.e.) | colourful | C2ST | FID-C10 |\n"
+    per_folder = {folder: read_folder(folder) for folder in args.folders}
+    folders = collections.Counter(method for rows in per_folder.values() for method in {r["method"] for r in rows})
+    rows = [dict(row, series=row["method"] if folders[row["method"]] == 1 else  # a rerun: its folder tells it apart
+                 f"{row['method']} ({os.path.basename(os.path.normpath(folder))})")
+            for folder, folder_rows in per_folder.items() for row in folder_rows if row["images"] >= args.from_images]
+    print("| run | images | CPU-min | dE00 | minus gray (s.e.) | colourful | C2ST | FID-C10 |\n"
           "|---|---|---|---|---|---|---|---|")
     for r in rows:
         error = f" ({r['minus_gray_stderr']:.2f})" if r["minus_gray_stderr"] is not None else ""
-        print(f"| {r['method']} | {r['images']:,} | {r['cpu_minutes']:.0f} | {r['delta_e']:.2f} | "
+        print(f"| {r['series']} | {r['images']:,} | {r['cpu_minutes']:.0f} | {r['delta_e']:.2f} | "
               f"{r['minus_gray']:+.2f}{error} | {r['colourfulness_ratio']:.2f} | {r['c2st']:.3f} | "
               f"{r['fid_c10']:.2f} |")
     print(f"wrote {draw(rows, args.out)}")
