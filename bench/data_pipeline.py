@@ -29,7 +29,7 @@ def time_pass(ds, limit):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset-path", required=True)
-    parser.add_argument("--dataset", default="folder", choices=("cifar10", "places365", "folder"))
+    parser.add_argument("--dataset", default="folder", choices=("cifar10", "places365", "miniplaces", "folder"))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--images", type=int, default=20000, help="images per timed pass (at most one epoch)")

@@ -32,7 +32,7 @@ import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
 import keras
 import tensorflow as tf
 
-from colorgan import color, config as cfg, data, evaluation, features, inference, metrics, plots, training
+from colorgan import color, config as cfg, data, evaluation, features, inference, metrics, plots, sources, training
 
 METHODS = {
     "gan-lab": "",
@@ -87,7 +87,7 @@ def load_test(args) -> tuple[list, np.ndarray, dict]:
     """The fixed test images as batches of (normalised gray, 8-bit RGB), the grid's picks, and the
     CIFAR-10 network's view of the true images ({"features", "logits"}) with their labels."""
     config = cfg.make_config(dataset="cifar10", dataset_path=args.dataset_path, batch_size=250)
-    source = data.spread(data.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
+    source = sources.spread(sources.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
     batches, truth = [], {"features": [], "logits": [], "labels": []}
     for batch in data.make_dataset(config, "test", source=source):
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]

@@ -165,7 +165,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: t
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "places365"))
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "places365", "miniplaces"))
     parser.add_argument("--batch-size", type=int, default=0, help="default: the dataset's preset")
     parser.add_argument("--mixed-precision", default="auto", choices=("auto", "off", "bfloat16", "float16"))
     parser.add_argument("--jit-compile", action="store_true")

@@ -16,28 +16,13 @@ from colorgan.files import write_text
 
 
 MODELS = ("gan", "unet", "encoder-decoder")
+DATASETS = ("cifar10", "places365", "miniplaces", "folder")
 # The settings that make a run's networks: no command may change them on an existing run.
 ARCHITECTURE = ("dataset", "color_space", "generator_output", "model", "backbone", "width", "spectral_norm")
 GAN_LOSSES = ("bce", "lsgan", "hinge")  # colorgan.losses implements them
 SMOOTHABLE = ("bce", "lsgan")  # the losses with a real label that --label-smoothing can soften (not hinge)
 # Keras Applications networks that can be the generator's encoder (colorgan.models.BACKBONES builds them)
 BACKBONES = ("none", "mobilenetv2", "resnet50v2", "resnet50", "efficientnetb0", "densenet121", "vgg16")
-
-
-# The generator that ships with colorgan (its MODEL_CARD.md says what it is and how it was made):
-# what test_eval.py and test_turing.py use before the user has trained a run of their own.
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
-                       "colorgan-cifar10")
-SHIPPED_OUTPUT = os.path.join("output", "colorgan-cifar10")  # its evaluations and Turing results: not in the repo
-
-
-def is_shipped(run_dir: str) -> bool:
-    return os.path.realpath(run_dir) == os.path.realpath(SHIPPED)
-
-
-WHICH_MODEL = """which model: the run that --checkpoints-path/--name name (an error if it does not exist); without
-them ./checkpoints/CGAN, the run `python train.py` writes, once it exists; else the model that ships
-with colorgan, checkpoints/colorgan-cifar10 (see its MODEL_CARD.md). The command's first line names it."""
 
 
 def _opt(default, help, **kwargs):
@@ -48,8 +33,9 @@ def _opt(default, help, **kwargs):
 class Config:
     seed: int = _opt(0, "random seed: the same seed gives the same batches and initial weights")
     name: str = _opt("CGAN", "run name: checkpoints go to <checkpoints-path>/<name>")
-    dataset: str = _opt("cifar10", "dataset preset and network size", choices=("cifar10", "places365", "folder"))
-    dataset_path: str = _opt("", "local data: CIFAR-10 archive or folder, Places365 folder, or any image folder")
+    dataset: str = _opt("cifar10", "dataset preset and network size", choices=DATASETS)
+    dataset_path: str = _opt("", "local data: CIFAR-10 archive or folder, Places365 or MiniPlaces folder, "
+                              "or any image folder")
     checkpoints_path: str = _opt("./checkpoints", "folder for runs (checkpoints, samples, logs)")
     batch_size: int = _opt(16, "images per batch")
     color_space: str = _opt("lab", "colour space the generator predicts in", choices=("lab", "rgb"))
@@ -130,6 +116,8 @@ PRESETS = {
     # The authors' field default is 5e5 decay steps; their CIFAR-10 command passes 1e4.
     "cifar10": dict(batch_size=128, epochs=200, image_size=32, lr_decay_steps=1e4),
     "places365": dict(batch_size=16, epochs=10, image_size=256, label_smoothing=True),
+    # MiniPlaces (MIT's 100-scene, 128x128 subset of Places): the Places networks at the photos' own size
+    "miniplaces": dict(batch_size=16, epochs=10, image_size=128, label_smoothing=True),
     "folder": dict(batch_size=16, epochs=30, image_size=256),
 }
 

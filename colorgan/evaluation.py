@@ -10,12 +10,12 @@ import numpy as np
 
 import tensorflow as tf
 
-from colorgan import color, data, features, files, inference, metrics, plots
-from colorgan.config import WHICH_MODEL, UserError, on_run, parse_command
+from colorgan import color, data, features, files, inference, metrics, plots, runs, sources
+from colorgan.config import UserError, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
-           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"),
+           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"), ("fid_scenes", "FID-scene"),
            ("class_acc", "class acc"), ("c2st", "C2ST"), ("fooled", "fooled"), ("fid", "FID")]
 TRUTH = "ground truth"  # its row: the floor of each distribution metric (two halves of the true images)
 
@@ -34,7 +34,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                         help="more run folders to evaluate on the same images (a row each)")
     parser.add_argument("--json", default="", help="write the table as JSON to this file")
     parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval; for the shipped "
-                        "model output/colorgan-cifar10/eval)")
+                        "model output/<its name>/eval)")
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
     parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images")
     parser.add_argument("--render-size", type=_not_negative, default=None,
@@ -44,7 +44,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> dict | list:
     """python test_eval.py: the test-split table of a run (and --compare runs), or --test-input."""
-    given, args = parse_command(argv, __doc__ + "\n" + WHICH_MODEL, add_flags)
+    given, args = parse_command(argv, __doc__ + "\n" + runs.WHICH_MODEL, add_flags)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
     if args.json and os.path.isdir(args.json):
@@ -53,7 +53,7 @@ def main(argv=None) -> dict | list:
         files.refuse_special(args.json, "--json")
     if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
         raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
-    run_dir, work_dir, which = inference.choose_run(given)
+    run_dir, work_dir, which = runs.choose_run(given, photos=bool(args.test_input))
     print(which)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
@@ -66,21 +66,22 @@ def main(argv=None) -> dict | list:
     names = [os.path.basename(f) for f in folders]
     if len(set(names)) < len(names):  # every run under the default --name is called CGAN: their paths tell them apart
         names = folders
-    runs = [(names[0], generator, run_config)]
+    evaluated = [(names[0], generator, run_config)]
     for name, path in zip(names[1:], args.compare):
         other, other_config = inference.load_run(path)
         if (other_config.dataset, other_config.image_size) != (config.dataset, config.image_size):
             raise UserError(f"{path} was trained on {other_config.dataset} at {other_config.image_size} px; "
                             f"{run_dir} on {config.dataset} at {config.image_size} px: not comparable")
-        runs.append((name, other, other_config))
+        evaluated.append((name, other, other_config))
     output = args.eval_output or os.path.join(work_dir, "eval")
     fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
     if not args.fid_weights:
         print("note: FID needs local InceptionV3 weights (--fid-weights PATH); skipped")
-    if config.image_size != features.SIZE:
-        print(f"note: FID-C10, class acc and C2ST are measured by colorgan's CIFAR-10 network on images resized to "
-              f"{features.SIZE}x{features.SIZE}; class acc only where the test images are in CIFAR-10 class folders")
-    report = evaluate(runs, config, output, args.max_images, fid)
+    judge = features.NETWORKS[features.network_for(config.dataset)]
+    print(f"note: FID, class acc and C2ST are measured by colorgan's {judge.name} network (trained on "
+          f"{judge.dataset}) on images resized to {judge.size}x{judge.size}; class acc only where the test images "
+          f"have {judge.dataset}'s labels")
+    report = evaluate(evaluated, config, output, args.max_images, fid)
     print_table(report)
     if args.json:
         files.write_text(args.json, json.dumps(report, indent=2))
@@ -106,9 +107,10 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     names = [name for name, _, _ in runs] + ["gray baseline"]
     per_image = {name: {} for name in names}
     inception = {name: [] for name in names + [TRUTH]}
-    c10 = {name: {"features": [], "logits": []} for name in names + [TRUTH]}  # the CIFAR-10 network's
+    network = features.network_for(config.dataset)  # the judge follows the test set: objects or scenes
+    c10 = {name: {"features": [], "logits": []} for name in names + [TRUTH]}  # the judging network's
     real_colourfulness, indices, seen = [], [], 0
-    source = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    source = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
     total = min(source.size, max_images) if max_images else source.size
     started = time.perf_counter()
     for batch in data.make_dataset(config, "test"):
@@ -121,7 +123,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
             if name != TRUTH:
                 for k, v in image_metrics(real, fake, config.acc_thresh).items():
                     per_image[name].setdefault(k, []).append(v)
-            logits, feats = features.logits_and_features(fake)
+            logits, feats = features.logits_and_features(fake, network)
             c10[name]["logits"].append(logits), c10[name]["features"].append(feats)
             if fid:
                 inception[name].append(fid(fake))
@@ -137,20 +139,22 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     if not seen:
         raise UserError(f"{data.describe(config, 'test')}, but none of them could be evaluated")
     real_colourfulness = float(np.mean(np.concatenate(real_colourfulness)))
-    labels = None if source.labels is None else source.labels[np.concatenate(indices)]
+    # labels the judge knows: CIFAR-10 classes (archives, class folders) or MiniPlaces' scenes
+    known = source.labels is not None and config.dataset == features.NETWORKS[network].dataset
+    labels = source.labels[np.concatenate(indices)] if known else None
     c10 = {name: {k: np.concatenate(v) for k, v in kinds.items()} for name, kinds in c10.items()}
     rows = []
     for name in names:
         values = {k: np.concatenate(v) for k, v in per_image[name].items()}
         row = {"name": name, **{k: float(np.mean(v)) for k, v in values.items()}}
         row["colourfulness_ratio"] = row["colourfulness"] / real_colourfulness
-        row |= feature_metrics(c10[name], c10[TRUTH], labels)
+        row |= feature_metrics(c10[name], c10[TRUTH], labels, network)
         if fid:
             row["fid"] = metrics.frechet_distance(np.concatenate(inception[name]), np.concatenate(inception[TRUTH]))
         per_image[name] = values
         rows.append(row)
     rows.append({"name": TRUTH, "colourfulness": real_colourfulness, "colourfulness_ratio": 1.0,
-                 **feature_metrics(*halves(c10[TRUTH]), None)})
+                 **feature_metrics(*halves(c10[TRUTH]), None, network)})
     if labels is not None:
         rows[-1]["class_acc"] = float(np.mean(np.argmax(c10[TRUTH]["logits"], -1) == labels))
     os.makedirs(output, exist_ok=True)
@@ -159,6 +163,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     grid = best_median_worst(runs[0], config, per_image[names[0]]["delta_e"],
                              os.path.join(output, "best_median_worst.png"))
     return {"images": seen, "dataset": data.describe(config, "test"), "acc_thresh": config.acc_thresh,
+            "feature_network": network,
             "ground_truth_colourfulness": real_colourfulness, "rows": rows,
             "pictures": {"delta_e_histogram": histogram, "best_median_worst": grid}}
 
@@ -170,14 +175,14 @@ def halves(values: dict) -> tuple[dict, dict]:
     return {k: v[:n:2] for k, v in values.items()}, {k: v[1:n:2] for k, v in values.items()}
 
 
-def feature_metrics(fake: dict, real: dict, labels) -> dict:
-    """FID-C10, C2ST (with its standard error and the machine's fooled rate) and, with labels, the
-    class accuracy, from the CIFAR-10 network's {"features", "logits"} of paired images."""
+def feature_metrics(fake: dict, real: dict, labels, network: str = "cifar10") -> dict:
+    """FID (fid_c10 or fid_scenes), C2ST (with its standard error and the machine's fooled rate) and,
+    with labels, the class accuracy, from a judging network's {"features", "logits"} of paired images."""
     if len(real["features"]) >= 4:
         probe = metrics.c2st(real["features"], fake["features"])
     else:  # a probe cannot be cross-validated on fewer (the truth's halves of --max-images 4, say)
         probe = {"accuracy": math.nan, "stderr": math.nan, "fooled": math.nan}
-    values = {"fid_c10": metrics.frechet_distance(fake["features"], real["features"]), "c2st": probe["accuracy"],
+    values = {features.NETWORKS[network].fid_key: metrics.frechet_distance(fake["features"], real["features"]), "c2st": probe["accuracy"],
               "c2st_stderr": probe["stderr"], "fooled": probe["fooled"]}
     if labels is not None:
         values["class_acc"] = float(np.mean(np.argmax(fake["logits"], -1) == labels))
@@ -211,6 +216,7 @@ def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: in
 
 def print_table(report: dict) -> None:
     print(f"\n{report['dataset']}; {report['images']} images; accuracy at eps = {report['acc_thresh']}; "
+          f"judged by the {report.get('feature_network', 'cifar10')} network; "
           f"ground-truth colourfulness {report['ground_truth_colourfulness']:.1f}")
     columns = [(k, title) for k, title in COLUMNS if any(k in row for row in report["rows"])]
     width = max(len(row["name"]) for row in report["rows"]) + 2

@@ -12,41 +12,8 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, devices, files, images, models
-from colorgan.config import (SHIPPED, SHIPPED_OUTPUT, Config, UserError, first_line, is_shipped, load_config,
-                             make_config)
-
-
-def choose_run(given: dict) -> tuple[str, str, str]:
-    """(run folder, folder for what the command writes, which model and why) by one rule: a run
-    named by --checkpoints-path or --name is used or is an error; else the default run
-    (./checkpoints/CGAN, what `python train.py` writes) once it exists; else the shipped model."""
-    requested = make_config(given)
-    if "checkpoints_path" in given or "name" in given or _has_config(requested.run_dir):
-        run_dir = find_run(requested.checkpoints_path, requested.name)
-    elif _has_config(SHIPPED):
-        run_dir = SHIPPED
-    else:
-        raise UserError(f"no trained run in {requested.run_dir!r} and no shipped model in {SHIPPED!r}: train one "
-                        "with python train.py, or pass --checkpoints-path/--name")
-    if not is_shipped(run_dir):
-        return run_dir, run_dir, f"model: {run_dir} (your run)"
-    card = os.path.join(os.path.relpath(SHIPPED), "MODEL_CARD.md")
-    return SHIPPED, SHIPPED_OUTPUT, (f"model: {os.path.relpath(SHIPPED)}, the shipped model ({card}); your own run "
-                                     f"takes its place: {requested.run_dir} once train.py has written it, or "
-                                     "--checkpoints-path/--name")
-
-
-def _has_config(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, "config.json"))
-
-
-def find_run(path: str, name: str = "") -> str:
-    """The run folder: path itself when it holds config.json, else path/name."""
-    for candidate in (path, os.path.join(path, name) if name else None):
-        if candidate and _has_config(candidate):
-            return candidate
-    raise UserError(f"no trained run in {path!r}{f' or {os.path.join(path, name)!r}' if name else ''}: "
-                    "expected the config.json and generator.keras that train.py writes")
+from colorgan.config import Config, UserError, first_line, load_config
+from colorgan.runs import find_run
 
 
 def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:

@@ -8,7 +8,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from colorgan import color
+from colorgan import color, data
 from colorgan.config import GAN_LOSSES, SMOOTHABLE
 
 
@@ -95,6 +95,19 @@ def l1_loss(fake, real, global_batch_size=None, pixel_weights=None):
 
 AB_BIN = 10.0  # CIELAB units per side of a rebalancing bin (Zhang et al. 2016 use 10)
 AB_BINS = 22  # bins per axis, covering a and b in [-110, 110]
+
+
+def ab_histogram(config, images: int = 4096) -> tuple[np.ndarray, int]:
+    """(counts (AB_BINS, AB_BINS) of the training pixels' a and b, images counted): the first
+    images of epoch 0, as training sees them."""
+    edges = np.linspace(-AB_BIN * AB_BINS / 2, AB_BIN * AB_BINS / 2, AB_BINS + 1)
+    counts, seen = np.zeros((AB_BINS, AB_BINS)), 0
+    for batch in data.make_dataset(config, "train", 0).unbatch().take(images).batch(256):
+        colour = batch["colour"]
+        ab = colour.numpy()[..., 1:].reshape(-1, 2) * color.AB_SCALE
+        counts += np.histogram2d(ab[:, 0], ab[:, 1], bins=[edges, edges])[0]
+        seen += len(colour)
+    return counts, seen
 
 
 def rebalancing_table(histogram, strength: float, sigma_bins: float = 0.5):

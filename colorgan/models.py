@@ -193,10 +193,10 @@ def _scaled(filters, width):
 
 
 def _arch(dataset, skips=True):
-    if dataset == "folder":  # arbitrary image folders are trained like Places365
+    if dataset in ("miniplaces", "folder"):  # Places photos at 128 px and any image folder: Places365's networks
         dataset = "places365"
     if dataset not in _ENCODER:
-        raise ValueError(f"unknown dataset {dataset!r}; expected cifar10, places365 or folder")
+        raise ValueError(f"unknown dataset {dataset!r}; expected cifar10, places365, miniplaces or folder")
     encoder, decoder = _ENCODER[dataset], _DECODER[dataset]
     if not skips:  # encoder-decoder: one level more, down to a 1x1x512 bottleneck at the preset size
         encoder, decoder = encoder + [(512, 2)], decoder[:1] + decoder

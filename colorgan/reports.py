@@ -8,7 +8,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from colorgan import color, data, models, plots
+from colorgan import color, data, models, plots, sources
 from colorgan.config import Config
 
 
@@ -60,13 +60,13 @@ def append_history(run_dir: str, row: dict) -> None:
 def fixed_samples(config: Config):
     """The test images of every sample grid, spread over the split: a class-ordered folder's first
     images are all of one class. The split's first images if the spread ones are all unusable."""
-    test = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    for source in (data.spread(test, config.sample_size), test):
+    test = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    for source in (sources.spread(test, config.sample_size), test):
         batches = data.make_dataset(config, "test", source=source).unbatch().batch(config.sample_size)
         samples = next(iter(batches), None)
         if samples is not None:
             return samples
-    raise data.DataError(f"{data.describe(config, 'test')}, but not one of them is a usable colour image")
+    raise sources.DataError(f"{data.describe(config, 'test')}, but not one of them is a usable colour image")
 
 
 def progress(values: dict) -> str:

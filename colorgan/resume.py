@@ -12,9 +12,9 @@ import time
 
 import tensorflow as tf
 
-from colorgan import files
+from colorgan import files, runs
 from colorgan.devices import is_chief
-from colorgan.config import (ARCHITECTURE, Config, UserError, check_architecture, differences, first_line, is_shipped,
+from colorgan.config import (ARCHITECTURE, Config, UserError, check_architecture, differences, first_line,
                              load_config, on_run)
 
 
@@ -28,9 +28,11 @@ def locked(config: Config):
     racing for its checkpoints. An flock on .<name>.lock beside the folder, which the kernel releases
     when the process ends however it ends, so a killed run leaves no stale lock. Only the chief
     locks: the other workers of a multi-worker run share the folder by design."""
-    if is_shipped(config.run_dir):
-        raise TrainingError(f"{config.run_dir} is the model that ships with colorgan, not a run to train in: "
-                            "choose another --name (or --checkpoints-path)")
+    if shipped := runs.shipped_at(config.run_dir):
+        inside = os.path.realpath(config.run_dir) != os.path.realpath(shipped.path)
+        raise TrainingError(f"{config.run_dir} is {'inside ' if inside else ''}checkpoints/{shipped.name}, a model "
+                            "that ships with colorgan, not a place to train in: choose another --checkpoints-path "
+                            "(or --name)")
     if os.path.exists(config.checkpoints_path) and not os.path.isdir(config.checkpoints_path):
         raise TrainingError(f"--checkpoints-path {config.checkpoints_path} is a file: give a folder")
     if not is_chief():

@@ -15,7 +15,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import cpu_kernels, data, devices, files, losses, metrics, models, plots, reports, resume, stopping
+from colorgan import cpu_kernels, data, devices, files, losses, metrics, models, plots, reports, resume, sources, stopping
 from colorgan.config import Config, UserError, as_flags, make_config, parse_command
 from colorgan.resume import TrainingError, architecture
 
@@ -143,7 +143,7 @@ def create_train_state(config: Config, strategy: tf.distribute.Strategy, pretrai
             disc_opt.build(discriminator.trainable_variables)
     ab_table, rebalanced_images = None, 0
     if config.rebalance:
-        histogram, rebalanced_images = data.ab_histogram(config)
+        histogram, rebalanced_images = losses.ab_histogram(config)
         ab_table = tf.constant(losses.rebalancing_table(histogram, config.rebalance), tf.float32)
     return TrainState(
         config, strategy, policy, reason, generator, generator_ema, discriminator, gen_opt, disc_opt,
@@ -337,7 +337,7 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
         resume.drop_history_after(out_dir, int(state.step.numpy()))
     config.save(out_dir)  # only now: a command that does not fit the run must not overwrite it
 
-    train_size = data.load_source(config.dataset, config.dataset_path, "train", config.seed).size
+    train_size = sources.load_source(config.dataset, config.dataset_path, "train", config.seed).size
     total_steps = config.total_epochs * max(1, train_size // config.batch_size)
     total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
     checkpoint = tf.train.Checkpoint(**state.checkpointed())  # and, on one device, the epoch's data iterator

@@ -15,8 +15,8 @@ from PIL import Image, ImageCms
 
 import tensorflow as tf
 
-from colorgan import config, data, images
-from tests.conftest import CIFAR
+from colorgan import config, data, images, sources
+from tests.conftest import CIFAR, ROOT
 
 
 def colourful(seed, h=32, w=32):
@@ -65,14 +65,14 @@ def cifar_archives(tmp_path):
 def test_official_cifar_archives_and_folders(cifar_archives, where):
     root, expected = cifar_archives
     for split in ("train", "test"):
-        np.testing.assert_array_equal(data.read_cifar(str(root / where), split)[0], expected[split])
+        np.testing.assert_array_equal(sources.read_cifar(str(root / where), split)[0], expected[split])
     cfg = config.make_config(dataset="cifar10", dataset_path=str(root / where), batch_size=4, augment=False)
     gray, colour = batches(cfg, "test")[0]
     assert gray.shape == (2, 32, 32, 1) and colour.shape == (2, 32, 32, 3)
     assert len(batches(cfg, "train")) == 2  # 10 images, full batches of 4
     # the labels come along (the CIFAR-10 network's class accuracy needs them): batch file k holds class k
-    assert data.load_source("cifar10", str(root / where), "train").labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-    assert data.load_source("cifar10", str(root / where), "test").labels.tolist() == [5, 5]
+    assert sources.load_source("cifar10", str(root / where), "train").labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert sources.load_source("cifar10", str(root / where), "test").labels.tolist() == [5, 5]
 
 
 def test_hostile_pickle_is_refused_without_running(tmp_path):
@@ -86,8 +86,8 @@ def test_hostile_pickle_is_refused_without_running(tmp_path):
     folder.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (folder / name).write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
-    with pytest.raises(data.DataError, match="refusing to load posix.system|refusing to load os.system"):
-        data.read_cifar(str(folder), "test")
+    with pytest.raises(sources.DataError, match="refusing to load posix.system|refusing to load os.system"):
+        sources.read_cifar(str(folder), "test")
     assert not marker.exists()
 
 
@@ -95,15 +95,15 @@ def test_corrupt_cifar_binary_is_a_clear_error(tmp_path):
     folder = tmp_path / "cifar-10-batches-bin"
     folder.mkdir()
     (folder / "test_batch.bin").write_bytes(b"\x00" * 100)
-    with pytest.raises(data.DataError, match="not a multiple of 3073"):
-        data.read_cifar(str(folder), "test")
+    with pytest.raises(sources.DataError, match="not a multiple of 3073"):
+        sources.read_cifar(str(folder), "test")
 
 
 def test_truncated_cifar_archive_is_a_clear_error(cifar_archives):
     archive = cifar_archives[0] / "cifar-10-binary.tar.gz"
     archive.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])  # an interrupted download
-    with pytest.raises(data.DataError, match="damaged archive|cannot read"):
-        data.read_cifar(str(archive), "test")
+    with pytest.raises(sources.DataError, match="damaged archive|cannot read"):
+        sources.read_cifar(str(archive), "test")
 
 
 # ---- image folders ------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_cifar_arrays_in_tensorflow_ops_give_the_batches_of_the_python_reader(ci
 
 def test_cifar_jpeg_folder():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=16)
-    test = data.load_source(cfg.dataset, cfg.dataset_path, "test")
+    test = sources.load_source(cfg.dataset, cfg.dataset_path, "test")
     assert test.size == 100 and test.labels.tolist() == [k for k in range(10) for _ in range(10)]  # class folders
     ds = data.make_dataset(cfg, "train").take(2)
     for batch in ds:
@@ -172,11 +172,11 @@ def test_train_test_subfolders_with_classes(tmp_path):
             for i in range(n):
                 Image.fromarray(colourful(i)).save(tmp_path / split / cls / f"{i}.jpg")
     cfg = config.make_config(dataset="folder", dataset_path=str(tmp_path), batch_size=4, image_size=32)
-    assert data.load_source(cfg.dataset, cfg.dataset_path, "train").size == 12
-    assert data.load_source(cfg.dataset, cfg.dataset_path, "test").size == 6
+    assert sources.load_source(cfg.dataset, cfg.dataset_path, "train").size == 12
+    assert sources.load_source(cfg.dataset, cfg.dataset_path, "test").size == 6
     # a few images spread over a class-ordered split come from every class, as sample grids need
-    train = data.load_source(cfg.dataset, cfg.dataset_path, "train")
-    picked = data.spread(train, 4)
+    train = sources.load_source(cfg.dataset, cfg.dataset_path, "train")
+    picked = sources.spread(train, 4)
     assert [os.path.basename(os.path.dirname(p)) for p in picked.paths] == ["cat", "cat", "dog", "dog"]
     assert sum(len(b["gray"]) for b in data.make_dataset(cfg, "test", source=picked)) == 4
 
@@ -189,10 +189,10 @@ def test_linked_folders_are_followed_once_and_never_mix_test_into_train(tmp_path
     (tmp_path / "train" / "loop").symlink_to(tmp_path / "train")  # a link loop
     (tmp_path / "train" / "again").symlink_to(tmp_path / "train" / "real")  # a second way in
     (tmp_path / "train" / "peek").symlink_to(tmp_path / "test" / "real")  # test images in train
-    train = data._folder_paths(str(tmp_path), "train", 0)
+    train = sources._folder_paths(str(tmp_path), "train", 0)
     assert sorted(os.path.relpath(os.path.realpath(p), tmp_path) for p in train) == [
         f"train/real/{i}.png" for i in range(3)]  # each once, whichever way in came first
-    assert len(data._folder_paths(str(tmp_path), "test", 0)) == 3
+    assert len(sources._folder_paths(str(tmp_path), "test", 0)) == 3
 
 
 def write_png16(path, rgb16):
@@ -337,10 +337,10 @@ def test_bad_files_are_skipped_and_counted(zoo):
 
 def test_empty_and_all_bad_sources_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.DataError, match="no images"):
-        data.load_source("folder", str(tmp_path / "empty"), "train")
-    with pytest.raises(data.DataError, match="no such file"):
-        data.load_source("folder", str(tmp_path / "missing"), "train")
+    with pytest.raises(sources.DataError, match="no images"):
+        sources.load_source("folder", str(tmp_path / "empty"), "train")
+    with pytest.raises(sources.DataError, match="no such file"):
+        sources.load_source("folder", str(tmp_path / "missing"), "train")
     bad = tmp_path / "bad"
     bad.mkdir()
     for i in range(4):
@@ -348,10 +348,10 @@ def test_empty_and_all_bad_sources_are_clear_errors(tmp_path):
     cfg = config.make_config(dataset="folder", dataset_path=str(bad), batch_size=2, image_size=32)
     skipped = data.Skipped()
     n = len(batches(cfg, "train", skipped=skipped))
-    with pytest.raises(data.DataError, match="no usable batch.*3 unreadable"):
+    with pytest.raises(sources.DataError, match="no usable batch.*3 unreadable"):
         data.check_not_empty(n, skipped, cfg, "train")
-    with pytest.raises(data.DataError, match="needs --dataset-path"):
-        data.load_source("folder", "", "train")
+    with pytest.raises(sources.DataError, match="needs --dataset-path"):
+        sources.load_source("folder", "", "train")
 
 
 def test_photos_at_256(photos):
@@ -371,18 +371,18 @@ def test_places_layout_and_file_list_cache(tmp_path):
     (tmp_path / "val_256").mkdir()
     for i in range(2):
         Image.fromarray(colourful(i, 64, 64)).save(tmp_path / "val_256" / f"Places365_val_{i:08d}.jpg")
-    assert len(data._places_paths(str(tmp_path), "train")) == 6
-    assert len(data._places_paths(str(tmp_path), "test")) == 2
+    assert len(sources._places_paths(str(tmp_path), "train")) == 6
+    assert len(sources._places_paths(str(tmp_path), "test")) == 2
     flist = tmp_path / "train.flist"
     assert flist.read_text().splitlines()[0] == "data_256/a/abbey/00000000.jpg"
     old = time.time() - 100  # a cache written before the next change to the folder
     os.utime(flist, (old, old))
     for folder, _, _ in os.walk(tmp_path / "data_256"):
         os.utime(folder, (old - 10, old - 10))
-    assert data._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
+    assert sources._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
     Image.fromarray(colourful(5, 64, 64)).save(tmp_path / "data_256" / "b" / "beach" / "extra.jpg")
-    assert not data._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
-    assert len(data._places_paths(str(tmp_path), "train")) == 7
+    assert not sources._flist_is_fresh(str(flist), str(tmp_path / "data_256"))
+    assert len(sources._places_paths(str(tmp_path), "train")) == 7
     cfg = config.make_config(dataset="places365", dataset_path=str(tmp_path), batch_size=2, image_size=64)
     gray, colour = batches(cfg, "test")[0]
     assert colour.shape == (2, 64, 64, 3)
@@ -391,10 +391,10 @@ def test_places_layout_and_file_list_cache(tmp_path):
 def test_tfds_offline_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.chdir(tmp_path)  # no ./datasets/cifar10 here
-    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "cifar10", "cifar.invalid")  # never resolves, online or not
+    monkeypatch.setitem(sources.DOWNLOAD_HOSTS, "cifar10", "cifar.invalid")  # never resolves, online or not
     start = time.time()
-    with pytest.raises(data.DataError) as error:
-        data.load_source("cifar10", "", "train")
+    with pytest.raises(sources.DataError) as error:
+        sources.load_source("cifar10", "", "train")
     assert time.time() - start < 30
     assert "offline" in str(error.value) and "--dataset-path" in str(error.value)
     assert "cifar-10-binary.tar.gz" in str(error.value)
@@ -404,7 +404,7 @@ def test_stream_sources_go_through_the_same_pipeline(monkeypatch):
     """TFDS places365_small streams 256x256 images; exercise that path with an in-memory stream."""
     pixels = np.stack([colourful(i, 40, 40) for i in range(6)] + [np.full((40, 40, 3), 128, np.uint8)])
     import tensorflow as tf
-    source = data.Source("stream", len(pixels), stream=lambda: tf.data.Dataset.from_tensor_slices(pixels))
+    source = sources.Source("stream", len(pixels), stream=lambda: tf.data.Dataset.from_tensor_slices(pixels))
     monkeypatch.setattr(data, "load_source", lambda *args: source)
     cfg = config.make_config(dataset="places365", batch_size=3, image_size=32)
     skipped = data.Skipped()
@@ -421,7 +421,7 @@ def test_indices_name_the_images_that_were_kept(zoo):
             shutil.copy(f, zoo / "test" / f.name)
     Image.fromarray(colourful(9)).save(zoo / "train" / "ok.png")
     cfg = config.make_config(dataset="folder", dataset_path=str(zoo), batch_size=3, image_size=32)
-    source = data.load_source(cfg.dataset, cfg.dataset_path, "test")
+    source = sources.load_source(cfg.dataset, cfg.dataset_path, "test")
     assert source.size == 15
     got = [(b["rgb"], b["index"]) for b in data.make_dataset(cfg, "test")]
     indices = np.concatenate([index for _, index in got])
@@ -429,3 +429,70 @@ def test_indices_name_the_images_that_were_kept(zoo):
     assert len(kept) == 10 and not {"gray.jpg", "gray_rgb.png", "notes.jpg", "empty.png", "truncated.jpg"} & set(kept)
     for rgb, i in zip(np.concatenate([rgb for rgb, _ in got]), indices):
         np.testing.assert_array_equal(rgb, images.crop_square(images.read_image(source.paths[i], 32), 32))
+
+
+# ---- MiniPlaces: its official layout, written here, and the committed photos --------------------
+
+def miniplaces_tree(root, per_class=3, val=4):
+    """A MiniPlaces tree as data.tar.gz and the development kit lay it out, with 2 categories."""
+    root.mkdir(parents=True)
+    (root / "categories.txt").write_text("/a/abbey 0\n/b/beach 1\n")
+    rows = []
+    for label, cls in enumerate(("a/abbey", "b/beach")):
+        (root / "images" / "train" / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(colourful(10 * label + i, 128, 128)).save(root / "images" / "train" / cls / f"{i + 1:08d}.jpg")
+            rows.append(f"train/{cls}/{i + 1:08d}.jpg {label}")
+    (root / "train.txt").write_text("\n".join(rows) + "\n")
+    (root / "images" / "val").mkdir()
+    for i in range(val):
+        Image.fromarray(colourful(100 + i, 128, 128)).save(root / "images" / "val" / f"{i + 1:08d}.jpg")
+    (root / "val.txt").write_text("".join(f"val/{i + 1:08d}.jpg {i % 2}\n" for i in range(val)))
+    return root
+
+
+def test_miniplaces_layout_gives_both_splits_with_their_labels_through_the_pipeline(tmp_path):
+    root = miniplaces_tree(tmp_path / "mp")
+    train = sources.load_source("miniplaces", str(root), "train")
+    test = sources.load_source("miniplaces", str(root), "test")
+    assert (train.size, test.size) == (6, 4) and train.classes == ("abbey", "beach")
+    assert list(train.labels) == [0, 0, 0, 1, 1, 1] and list(test.labels) == [0, 1, 0, 1]
+    cfg = config.make_config(dataset="miniplaces", dataset_path=str(root), batch_size=2)
+    assert cfg.image_size == 128 and config.make_config(dataset="miniplaces").batch_size == 16
+    first, again = batches(cfg), batches(cfg)
+    assert len(first) == 3 and first[0][1].shape == (2, 128, 128, 3)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))  # seeded
+    test_batches = batches(cfg, "test")
+    assert sum(len(g) for g, _ in test_batches) == 4
+
+
+def test_miniplaces_without_data_or_with_a_broken_copy_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./datasets/miniplaces
+    with pytest.raises(sources.DataError, match="miniplaces.csail.mit.edu/data/data.tar.gz"):
+        sources.load_source("miniplaces", "", "train")
+    with pytest.raises(sources.DataError, match="no such folder.*data.tar.gz"):
+        sources.load_source("miniplaces", str(tmp_path / "nowhere"), "train")
+    root = miniplaces_tree(tmp_path / "datasets" / "miniplaces")
+    assert sources.load_source("miniplaces", "", "test").size == 4  # found in ./datasets/miniplaces
+    (root / "images" / "val" / "00000002.jpg").unlink()
+    with pytest.raises(sources.DataError, match="1 of the 4 photos val.txt lists are missing"):
+        sources.load_source("miniplaces", str(root), "test")
+    (root / "train.txt").write_text("train/a/abbey/00000001.jpg 7\n")
+    with pytest.raises(sources.DataError, match="label 7 is not one of the 2 categories"):
+        sources.load_source("miniplaces", str(root), "train")
+    (root / "train.txt").write_text("train/a/abbey/00000001.jpg\n")
+    with pytest.raises(sources.DataError, match="not a MiniPlaces list"):
+        sources.load_source("miniplaces", str(root), "train")
+    (root / "val.txt").unlink()
+    with pytest.raises(sources.DataError, match="not the MiniPlaces layout.*val.txt missing"):
+        sources.load_source("miniplaces", str(root), "test")
+
+
+def test_the_committed_miniplaces_photos_skip_their_two_gray_ones():
+    root = str(ROOT / "tests" / "data" / "miniplaces")
+    source = sources.load_source("miniplaces", root, "test")
+    assert source.size == 16 and len(source.classes) == 100
+    skipped = data.Skipped()
+    cfg = config.make_config(dataset="miniplaces", dataset_path=root, batch_size=16)
+    (batch,) = list(data.make_dataset(cfg, "test", skipped=skipped))
+    assert skipped.gray == 2 and batch["rgb"].shape == (14, 128, 128, 3)

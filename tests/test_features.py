@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from colorgan import color, data, features, images, inference, metrics
+from colorgan import color, features, images, inference, metrics, sources
 from tests.conftest import CIFAR
 
 
@@ -14,7 +14,7 @@ def fixture_images():
     """The committed CIFAR-10 test images (10 a class) and their labels."""
     paths = images.list_images(str(CIFAR / "test"))
     rgb = np.stack([images.read_image(p) for p in paths])
-    labels = np.array([data.CIFAR10_CLASSES.index(os.path.basename(os.path.dirname(p))) for p in paths])
+    labels = np.array([sources.CIFAR10_CLASSES.index(os.path.basename(os.path.dirname(p))) for p in paths])
     return paths, rgb, labels
 
 
@@ -57,7 +57,7 @@ def test_the_shipped_network_loads_and_classifies_the_committed_images_as_record
     assert recorded["test_top1_colour"] >= 0.8 and recorded["test_top1_colour"] > recorded["test_top1_gray"]
     logits, feats = features.logits_and_features(rgb)
     assert logits.shape == (100, 10) and feats.shape == (100, 576)
-    predicted = [data.CIFAR10_CLASSES[i] for i in np.argmax(logits, -1)]
+    predicted = [sources.CIFAR10_CLASSES[i] for i in np.argmax(logits, -1)]
     names = [os.path.relpath(p, CIFAR / "test") for p in paths]
     assert sorted(recorded["fixture"]) == sorted(names)
     clear = [(n, p) for n, p in zip(names, predicted) if recorded["fixture"][n][1] > 0.05]  # ties may flip

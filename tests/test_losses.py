@@ -123,7 +123,7 @@ def test_hinge_losses_by_hand():
 def test_rebalancing_weighs_the_rare_training_colours_up(tmp_path):
     from PIL import Image
 
-    from colorgan import color, config, data, training
+    from colorgan import color, config, training
     red, blue = (200, 30, 30), (30, 30, 200)
     for split, n in (("train", 8), ("test", 2)):  # red images, two of them with a blue corner
         (tmp_path / split).mkdir()
@@ -133,7 +133,7 @@ def test_rebalancing_weighs_the_rare_training_colours_up(tmp_path):
             Image.fromarray(rgb).save(tmp_path / split / f"{i}.png")
     cfg = config.make_config(dataset="cifar10", dataset_path=str(tmp_path), batch_size=4, width=0.125,
                              mixed_precision="off", rebalance=0.5)
-    histogram, images = data.ab_histogram(cfg)
+    histogram, images = losses.ab_histogram(cfg)
     assert images == 8 and histogram.sum() == 8 * 32 * 32
     table = losses.rebalancing_table(histogram, 0.5)
     p = histogram / histogram.sum()

@@ -1,6 +1,6 @@
-"""The model that ships with colorgan: it loads in a clone with nothing trained, gives the figures
-its card states on the committed test images, and test_eval.py and test_turing.py use it only when
-the user has no run of their own."""
+"""The models that ship with colorgan: each loads in a clone with nothing trained and gives the
+figures its card states on the committed test images; test_eval.py and test_turing.py use the one
+for the data (photos or CIFAR-10) only when the user has no run of their own."""
 import json
 import os
 import shutil
@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import ship
-from colorgan import color, config, evaluation, training
+from colorgan import color, config, evaluation, runs, training
 from tests.conftest import CIFAR, ROOT
 
-CARD = json.load(open(os.path.join(config.SHIPPED, "fixture.json")))
 # The card's figures hold on any host: oneDNN's float32 kernels differ by ~1e-5 between CPUs, while
 # a change to the loader, the preprocessing or the colour conversion moves dE00 by tenths.
 TOLERANCE = {"delta_e": 0.01, "acc": 0.002, "ab_error_a": 0.01, "ab_error_b": 0.01, "mae_rgb": 0.02, "psnr": 0.01,
@@ -27,25 +25,28 @@ TOLERANCE = {"delta_e": 0.01, "acc": 0.002, "ab_error_a": 0.01, "ab_error_b": 0.
 def no_run_of_their_own(tmp_path, monkeypatch):
     """A working folder without ./checkpoints/CGAN: where a newcomer stands."""
     monkeypatch.chdir(tmp_path)
-    before = sorted(os.listdir(config.SHIPPED))
+    before = {m.name: sorted(os.listdir(m.path)) for m in runs.SHIPPED}
     yield tmp_path
-    assert sorted(os.listdir(config.SHIPPED)) == before  # nothing is ever written beside the shipped model
+    # nothing is ever written beside a shipped model
+    assert {m.name: sorted(os.listdir(m.path)) for m in runs.SHIPPED} == before
 
 
-def test_the_shipped_model_gives_its_cards_figures(no_run_of_their_own, capsys):
-    figures = ship.fixture_figures()
-    assert "the shipped model" in capsys.readouterr().out.splitlines()[0]
-    assert figures["images"] == CARD["images"] == 100
-    assert set(TOLERANCE) == set(ship.KEYS)
+@pytest.mark.parametrize("model", runs.SHIPPED, ids=lambda m: m.name)
+def test_each_shipped_model_gives_its_cards_figures(no_run_of_their_own, capsys, model):
+    card = json.load(open(os.path.join(model.path, "fixture.json")))
+    figures = runs.fixture_figures(model)  # no --checkpoints-path: the rule picks it for its data
+    assert f"model: {os.path.relpath(model.path)}," in capsys.readouterr().out.splitlines()[0]
+    assert figures["images"] == card["images"] == {"colorgan-cifar10": 100, "colorgan-places": 14}[model.name]
+    assert set(TOLERANCE) == set(runs.FIXTURE_KEYS)
     for key, tolerance in TOLERANCE.items():
-        assert figures[key] == pytest.approx(CARD[key], abs=tolerance), key
-    assert (no_run_of_their_own / config.SHIPPED_OUTPUT / "eval" / "best_median_worst.png").is_file()
-    assert os.path.getsize(os.path.join(config.SHIPPED, "generator.keras")) <= 20 * 2**20
+        assert figures[key] == pytest.approx(card[key], abs=tolerance), key
+    assert (no_run_of_their_own / model.output / "eval" / "best_median_worst.png").is_file()
+    assert os.path.getsize(os.path.join(model.path, "generator.keras")) <= 25 * 2**20
 
 
-def test_a_photo_is_colourised_by_the_shipped_model_keeping_its_l(no_run_of_their_own, photos, capsys):
+def test_a_photo_is_colourised_by_the_photo_model_keeping_its_l(no_run_of_their_own, photos, capsys):
     assert evaluation.main(["--test-input", str(photos[1]), "--test-output", "out"]) == []  # nothing failed
-    assert "the shipped model" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("model: checkpoints/colorgan-places, for photographs")
     source = np.asarray(Image.open(photos[1]).convert("RGB"))
     result = np.asarray(Image.open(no_run_of_their_own / "out" / photos[1].name))
     assert result.shape == source.shape
@@ -65,10 +66,14 @@ def test_a_users_own_run_always_comes_first(no_run_of_their_own, trained, capsys
 
 
 def test_train_refuses_to_write_into_the_shipped_model(no_run_of_their_own):
+    shipped = runs.CIFAR10.path
     with pytest.raises(config.UserError, match="ships with colorgan"):
-        training.main(["--checkpoints-path", os.path.dirname(config.SHIPPED), "--name",
-                       os.path.basename(config.SHIPPED), "--dataset-path", str(CIFAR), "--max-steps", "1"])
-    assert not os.path.exists(os.path.join(os.path.dirname(config.SHIPPED), ".colorgan-cifar10.lock"))
+        training.main(["--checkpoints-path", os.path.dirname(shipped), "--name", os.path.basename(shipped),
+                       "--dataset-path", str(CIFAR), "--max-steps", "1"])
+    with pytest.raises(config.UserError, match="is inside checkpoints/colorgan-cifar10, a model that ships"):
+        training.main(["--checkpoints-path", shipped, "--dataset-path", str(CIFAR), "--max-steps", "1"])
+    assert not os.path.exists(os.path.join(os.path.dirname(shipped), ".colorgan-cifar10.lock"))
+    assert not os.path.exists(os.path.join(shipped, ".CGAN.lock"))
 
 
 def test_the_turing_test_serves_the_shipped_model_in_a_clone(no_run_of_their_own):
@@ -87,4 +92,4 @@ def test_the_turing_test_serves_the_shipped_model_in_a_clone(no_run_of_their_own
     finally:
         server.kill()
         server.communicate(timeout=30)
-    assert (no_run_of_their_own / config.SHIPPED_OUTPUT).is_dir()  # its results go there, not into the repo
+    assert (no_run_of_their_own / runs.CIFAR10.output).is_dir()  # its results go there, not into the repo

@@ -13,7 +13,8 @@ import secrets
 import time
 
 from colorgan import files
-from colorgan.config import WHICH_MODEL, UserError, on_run, parse_command
+from colorgan.config import UserError, on_run, parse_command
+from colorgan.runs import WHICH_MODEL
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it
 from colorgan.turing.server import NAME, Handler, Server, serve  # noqa: F401
@@ -59,8 +60,8 @@ def main(argv=None):
         raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
     if options.results:
         files.refuse_special(options.results, "--results")
-    from colorgan import inference
-    run_dir, work_dir, which = inference.choose_run(given)
+    from colorgan import inference, runs
+    run_dir, work_dir, which = runs.choose_run(given)
     print(which)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)  # its own data, or --dataset-path

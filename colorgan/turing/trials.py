@@ -44,6 +44,8 @@ def _describe(full, source, index: int, root: str) -> tuple[str, str]:
     if source.paths is None:  # arrays and TFDS streams: where the image stands in the split
         return f"test[{index * full.size // source.size if source.stream is None else index}]", "unknown"
     path = source.paths[index]
+    if source.labels is not None:  # CIFAR-10 class folders, MiniPlaces' val.txt
+        return os.path.relpath(path, root), source.classes[source.labels[index]]
     folder = os.path.basename(os.path.dirname(os.path.relpath(path, root)))
     return os.path.relpath(path, root), folder if folder not in ("", "test", "val_256") else "unknown"
 
@@ -51,9 +53,9 @@ def _describe(full, source, index: int, root: str) -> tuple[str, str]:
 def prepare_items(generator, config: Config, size: int, display_size: int = 256) -> list[Item]:
     """size test images, spread over the split (every class of a class-ordered
     folder) and read as evaluation reads them, with their colourisations as display-size PNGs."""
-    from colorgan import color, data, inference
-    full = data.load_source(config.dataset, config.dataset_path, "test", config.seed)
-    source = data.spread(full, size)
+    from colorgan import color, data, inference, sources
+    full = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
+    source = sources.spread(full, size)
     skipped = data.Skipped()
     # 32 images of 256 px at a time fit a laptop
     batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped, source=source)
