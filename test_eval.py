@@ -1,8 +1,8 @@
 """Evaluate a trained run on the test split, or colourise your own photos (see --help)."""
-from colorgan import evaluation
-from colorgan.config import run_command
+from _entry import command
 
-main = evaluation.main
+main = command("colorgan.evaluation")
 
 if __name__ == "__main__":
+    from colorgan.config import run_command
     run_command(main)

@@ -1,10 +1,10 @@
 """The visual Turing test of a trained run as a local web page:
 python test_turing.py --checkpoints-path checkpoints --name CGAN --turing-test-delay 2 (see --help).
 python test_turing.py --summarize checkpoints/CGAN/turing.jsonl prints the fooled rates."""
-from colorgan import turing
-from colorgan.config import run_command
+from _entry import command
 
-main = turing.main
+main = command("colorgan.turing")
 
 if __name__ == "__main__":
+    from colorgan.config import run_command
     run_command(main)

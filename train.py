@@ -1,8 +1,8 @@
 """Train the colourisation GAN: python train.py --dataset cifar10 --lr 3e-4 (see --help)."""
-from colorgan import training
-from colorgan.config import run_command
+from _entry import command
 
-main = training.main
+main = command("colorgan.training")
 
 if __name__ == "__main__":
+    from colorgan.config import run_command
     run_command(main)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -122,6 +123,7 @@ PRESETS = {
 }
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*")
 MAX_NAME_BYTES = 200  # file names hold 255 bytes: room for .lock and .YYYYmmdd-HHMMSS
 
 
@@ -160,8 +162,9 @@ def make_config(overrides: dict | None = None, **kwargs) -> Config:
         preset["label_smoothing"] = False
     config = Config(**{**preset, **given})
     _check_values(config)
-    if config.name in ("", ".", "..") or "/" in config.name or os.sep in config.name or "\0" in config.name:
-        raise UserError(f"--name must be one folder name (inside --checkpoints-path), not {config.name!r}")
+    if not RUN_NAME.fullmatch(config.name):  # visible, one line, portable, and never hidden (.x) or a flag (-x)
+        raise UserError(f"--name must be one folder name (inside --checkpoints-path) of letters, digits and . _ - + @, "
+                        f"starting with a letter or digit, not {config.name!r}")
     if len(os.fsencode(config.name)) > MAX_NAME_BYTES:
         raise UserError(f"--name is {len(os.fsencode(config.name))} bytes long: at most {MAX_NAME_BYTES}, as the "
                         "lock file and a --fresh run's moved-aside folder add to it")

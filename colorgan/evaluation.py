@@ -36,7 +36,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval; for the shipped "
                         "model output/<its name>/eval)")
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
-    parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images")
+    parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images (0: all of them)")
     parser.add_argument("--render-size", type=_not_negative, default=None,
                         help="colourise photos with the generator at this shorter side, 0 for full "
                              "resolution (default: the run's --image-size; see README)")
@@ -51,10 +51,15 @@ def main(argv=None) -> dict | list:
         raise UserError(f"--json {args.json} is a folder: give a file name")
     if args.json:
         files.refuse_special(args.json, "--json")
+        files.check_writable(os.path.dirname(os.path.abspath(args.json)), "--json")
     if args.eval_output and os.path.exists(args.eval_output) and not os.path.isdir(args.eval_output):
         raise UserError(f"--eval-output {args.eval_output} is a file: give a folder")
     run_dir, work_dir, which = runs.choose_run(given, photos=bool(args.test_input))
     print(which)
+    if args.test_input:  # every output is checked before the work
+        files.check_writable(args.test_output, "--test-output")
+    else:
+        files.check_writable(args.eval_output or os.path.join(work_dir, "eval"), "--eval-output")
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
     if args.test_input:

@@ -8,6 +8,7 @@ import time
 
 from colorgan.errors import UserError
 
+MARKER = ".colorgan-partial-"  # in every temporary name atomic_path makes, and in no other
 _UMASK = os.umask(0o022)  # read once, at import, while no other thread can create a file meanwhile
 os.umask(_UMASK)
 
@@ -25,9 +26,9 @@ def atomic_path(path: str):
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = ".tmp" + os.path.splitext(name)[1]
-    # ".", the name, ".", mkstemp's 8 characters, the suffix: within the file system's limit for any legal name
-    keep = max(1, _name_max(folder) - 10 - len(os.fsencode(suffix)))
-    prefix = "." + os.fsencode(name)[:keep].decode(errors="ignore") + "."
+    # ".", the name, the marker, mkstemp's 8 characters, the suffix: within the file system's limit for any legal name
+    keep = max(1, _name_max(folder) - 9 - len(MARKER) - len(os.fsencode(suffix)))
+    prefix = "." + os.fsencode(name)[:keep].decode(errors="ignore") + MARKER
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     os.close(fd)
     os.chmod(temporary, 0o666 & ~_UMASK)  # as open() would have made it, not mkstemp's 0600
@@ -40,8 +41,10 @@ def atomic_path(path: str):
         raise
 
 
-# atomic_path's temporary names: ".", the name, ".", mkstemp's 8 characters, ".tmp", the extension
-DEBRIS = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+# atomic_path's temporary names: ".", the name, the marker, mkstemp's 8 characters, ".tmp", the
+# extension. Only a name with the marker is ever removed as debris: a user's own ".x.12345678.tmp"
+# in an output folder is not colorgan's.
+DEBRIS = re.compile(r"\..+" + re.escape(MARKER) + r"[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
 
 
 def remove_debris(folder: str, min_age_s: float = 0.0) -> list[str]:
@@ -67,6 +70,22 @@ def refuse_special(path: str, what: str = "") -> None:
     if os.path.exists(path) and not os.path.isfile(path):
         raise UserError(f"cannot write {what + ' ' if what else ''}{path}: it is not a regular file (a folder, "
                         "device or FIFO); give the name of a file")
+
+
+def check_writable(path: str, what: str) -> None:
+    """Before the work: the folder path (or, if it does not exist yet, the nearest folder above it,
+    where it would be made) takes a file. A probe file is written there and removed."""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise UserError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+        folder = os.path.dirname(folder)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".colorgan-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"cannot write {what} {path}: {error.strerror or error} ({folder})") from None
 
 
 def _name_max(folder: str) -> int:

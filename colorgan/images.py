@@ -66,10 +66,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return ImageCms.applyTransform(image, transform)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         # Pillow's convert() clips 16- and 32-bit values at 255 instead of scaling them, and turns a
-        # float image's [0, 1] black: scale by the smallest usual range that holds the values.
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        peaks = (1.0, 255.0, 65535.0, 2.0 ** 31 - 1) if image.mode == "F" else (255.0, 65535.0, 2.0 ** 31 - 1)
-        peak = next((p for p in peaks if values.max() <= p), peaks[-1])
+        # float image's [0, 1] black: scale by the smallest usual range that holds the values (a
+        # float image beyond them, by its own largest value).
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{np.count_nonzero(~np.isfinite(values))} of its pixel values are NaN or infinite")
+        peaks = (1.0, 255.0, 65535.0) if image.mode == "F" else (255.0, 65535.0, 2.0 ** 31 - 1)
+        peak = next((p for p in peaks if values.max() <= p), max(values.max(), 1.0))
         image = Image.fromarray(np.round(values * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels have arbitrary colours underneath: show them on white, as viewers do.

@@ -175,7 +175,7 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
 
     # Files are decoded ahead and encoded behind in threads (Pillow and file calls release the GIL)
     # while the generator computes: for small images they cost as much as the network.
-    pool, writes, unreadable = concurrent.futures.ThreadPoolExecutor(IO_THREADS), collections.deque(), []
+    pool, writes, unreadable, unwritten = concurrent.futures.ThreadPoolExecutor(IO_THREADS), collections.deque(), [], []
     written, started = 0, time.perf_counter()
     try:
         rgbs = _read_ahead(pool, [path for path, _ in jobs])
@@ -183,16 +183,15 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
             colourised = colorize_images(generator, config, np.stack([rgb for rgb, _ in batch]), render_size)
             writes.extend(pool.submit(_write, out, target) for (_, target), out in zip(batch, colourised))
             while writes and (writes[0].done() or len(writes) > IO_AHEAD):
-                writes.popleft().result()  # a failed write (read-only, full) stops the run here
+                unwritten += filter(None, [writes.popleft().result()])
             written += len(batch)
             rate = written / (time.perf_counter() - started)
             print(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
                   f"ETA {(len(jobs) - written - len(unreadable)) / rate:.0f}s", flush=True)
-        for write in writes:
-            write.result()
-    finally:  # after a failed write, the queued ones are dropped
+        unwritten += filter(None, [write.result() for write in writes])
+    finally:  # after an interrupt, the queued writes are dropped
         pool.shutdown(cancel_futures=True)
-    failed += unreadable
+    failed += unreadable + unwritten
     if failed:
         print(f"{len(failed)} file(s) not colourised:\n  " + "\n  ".join(failed))
     return failed
@@ -228,6 +227,8 @@ def plan_outputs(source: str, destination: str) -> tuple[list, list]:
         target = os.path.realpath(os.path.join(destination, output))
         if not target.startswith(os.path.realpath(destination) + os.sep) or target in inputs:
             refused.append(f"{path}: its output {target} would leave --test-output or overwrite an input")
+        elif os.path.exists(target) and not os.path.isfile(target):
+            refused.append(f"{path}: its output {target} is taken by a folder (or a device)")
         else:
             jobs.append((path, target))
     return jobs, refused
@@ -271,9 +272,11 @@ def _read(path):
         return error
 
 
-def _write(rgb, target):
+def _write(rgb, target) -> str | None:
+    """Write one output; what went wrong (a full disk, a folder in the way), or None."""
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         images.write_png(rgb, target)
-    except OSError as error:  # read-only or full: stop, having changed nothing else
-        raise UserError(f"cannot write {target}: {error.strerror or error}") from None
+    except (OSError, UserError) as error:
+        return f"{target}: cannot write it ({getattr(error, 'strerror', None) or error})"
+    return None

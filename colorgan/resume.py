@@ -53,7 +53,22 @@ def locked(config: Config):
         try:
             yield
         finally:
+            if not os.path.isdir(config.run_dir):  # a refused command: nothing of it stays, its lock neither
+                os.remove(path)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def removed_unless_trained(run_dir: str):
+    """A run folder this command creates is removed again if the command fails before anything worth
+    keeping (a checkpoint, a trained step's history) was written: a refused run blocks no name."""
+    created = is_chief() and not os.path.exists(run_dir)
+    try:
+        yield
+    except BaseException:
+        if created and os.path.isdir(run_dir) and not has_checkpoint(run_dir) and not earlier_run(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def prepare(config: Config, fresh: bool) -> str:
@@ -124,8 +139,8 @@ def point_state_file_at(checkpoint_dir: str, path: str) -> None:
 def check_config(config: Config, run_dir: str) -> None:
     """Refuse a run folder of other networks; say which settings changed on resume."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
+    if not os.path.exists(path) or not (has_checkpoint(run_dir) or earlier_run(run_dir)):
+        return  # a run that never trained: its config.json is rewritten
     previous = load_config(path)
     on_run(previous, dataclasses.asdict(config), run_dir)
     changed = differences(previous, config)
@@ -247,11 +262,17 @@ def restore_newest(state, checkpoint_dir: str) -> str | None:
     return None
 
 
+# What train.py writes before the first step: a folder holding only these never trained
+BEFORE_TRAINING = ("config.json", "logs")
+
+
 def earlier_run(run_dir: str) -> list[str]:
-    """What an earlier run left in run_dir (other workers' folders and empty folders do not count)."""
+    """What an earlier run that trained left in run_dir (other workers' folders, empty folders and
+    what is written before the first step do not count)."""
     if not os.path.isdir(run_dir):
         return []
     return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-")  # an empty folder holds nothing
+                  and name not in BEFORE_TRAINING
                   and not (os.path.isdir(os.path.join(run_dir, name)) and not os.listdir(os.path.join(run_dir, name))))
 
 

@@ -135,6 +135,9 @@ def read_cifar(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
             batches.append(parse(read(name), name))
         except (OSError, EOFError, KeyError, tarfile.TarError, zlib.error) as error:
             raise DataError(f"{path}: cannot read {name} ({error})") from None
+        bad = batches[-1][1][(batches[-1][1] < 0) | (batches[-1][1] >= len(CIFAR10_CLASSES))]
+        if len(bad):
+            raise DataError(f"{path}: {name} holds label {bad[0]}: CIFAR-10's labels are 0-9")
     images, labels = zip(*batches)
     return np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1)), np.concatenate(labels)  # (n, 32, 32, 3)
 

@@ -112,13 +112,17 @@ class TrainState:
         return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in variables)
 
 
+def check_image_size(config: Config) -> None:
+    stride = models.total_stride(config.dataset, config.model, config.backbone)
+    if config.image_size % stride:
+        raise UserError(f"--image-size {config.image_size} is not a multiple of the generator's stride {stride}")
+
+
 def create_train_state(config: Config, strategy: tf.distribute.Strategy, pretrained: bool = True) -> TrainState:
     """The state of a new run of config. It seeds TensorFlow, NumPy and Python with config.seed (Keras
     draws the initial weights from them) and leaves Keras' global dtype policy as it was.
     pretrained=False leaves out the backbone's initial weights: a checkpoint is restored next."""
-    stride = models.total_stride(config.dataset, config.model, config.backbone)
-    if config.image_size % stride:
-        raise UserError(f"--image-size {config.image_size} is not a multiple of the generator's stride {stride}")
+    check_image_size(config)
     policy, reason = devices.precision_policy(config)
     keras.utils.set_random_seed(config.seed)
     counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)  # noqa: E731
@@ -319,8 +323,16 @@ def train(config: Config, fresh: bool = False) -> str:
 def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str:
     print(f"settings: the {config.dataset} preset with {as_flags(config) or 'nothing changed'} "
           f"(every setting is saved in {os.path.join(config.run_dir, 'config.json')})", flush=True)
-    for split in ("train", "test"):  # first: a run without data leaves no folder behind
+    # First what can refuse the command: a refused run leaves no folder behind
+    check_image_size(config)
+    for split in ("train", "test"):
         print(data.describe(config, split))
+    samples = reports.fixed_samples(config)
+    with resume.removed_unless_trained(config.run_dir):
+        return _train_in(config, strategy, fresh, samples)
+
+
+def _train_in(config: Config, strategy: tf.distribute.Strategy, fresh: bool, samples) -> str:
     out_dir = resume.prepare(config, fresh)  # the run's folder, or this worker's below it
     state = create_train_state(config, strategy, pretrained=not resume.has_checkpoint(config.run_dir))
     train_steps, evaluate = compile_steps(state)
@@ -344,7 +356,6 @@ def _train(config: Config, strategy: tf.distribute.Strategy, fresh: bool) -> str
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(out_dir, "checkpoints"), config.keep_checkpoints)
     preemption = stopping.coordinate_preemption(strategy, checkpoint, manager, state.step, config.run_dir)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
-    samples = reports.fixed_samples(config)
     signals = stopping.Stop(coordinated=preemption is not None)
     step, first_epoch = int(state.step.numpy()), int(state.epoch.numpy())  # the device's counters, followed here
     stop = None  # why training ends before its last epoch: max steps or a signal

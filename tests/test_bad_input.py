@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import train as train_py
-from colorgan import evaluation, files
+from colorgan import evaluation, files, sources
 from colorgan.config import UserError
 from tests.conftest import ROOT
 from tests.test_training import tiny_args
@@ -56,6 +56,10 @@ def folder(tmp_path):
     (["--name", "../../escape"], "--name must be one folder name"),
     (["--name", "/some/where"], "--name must be one folder name"),
     (["--name", ".."], "--name must be one folder name"),
+    (["--name", " "], "--name must be one folder name"),
+    (["--name", "a\nb"], "--name must be one folder name"),
+    (["--name=-x"], "--name must be one folder name"),
+    (["--name", ".hidden"], "--name must be one folder name"),
     (["--name", "n" * 252], "--name is 252 bytes long: at most 200"),
 ])
 def test_nonsense_flags(folder, tmp_path, flags, match):
@@ -180,14 +184,32 @@ def test_turing_port_and_results_are_checked(trained, tmp_path):
     one_line_error(lambda: turing_main([*run, "--turing-test-delay", "nan"]), "--turing-test-delay a number of seconds")
 
 
-def test_an_output_that_cannot_be_written(trained, tmp_path):
+def test_one_output_that_cannot_be_written_is_listed_and_the_others_are_written(trained, tmp_path, capsys):
     (tmp_path / "in").mkdir()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 60).save(tmp_path / "in" / "a.png")
-    (tmp_path / "out" / "a.png").mkdir(parents=True)  # as a full or read-only disk would, the write fails
-    one_line_error(lambda: evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input",
-                                            str(tmp_path / "in"), "--test-output", str(tmp_path / "out")]),
-                   "cannot write .*a.png")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # no temporary file left behind
+    for name in ("p1", "p2", "p3"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 60).save(tmp_path / "in" / f"{name}.png")
+    (tmp_path / "out" / "p2.png").mkdir(parents=True)  # a folder in the way of one output
+    failed = evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input",
+                              str(tmp_path / "in"), "--test-output", str(tmp_path / "out")])
+    assert len(failed) == 1 and "p2.png" in failed[0] and "taken by a folder" in failed[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p1.png", "p2.png", "p3.png"]
+    assert (tmp_path / "out" / "p1.png").is_file() and (tmp_path / "out" / "p3.png").is_file()
+    assert "1 file(s) not colourised" in capsys.readouterr().out
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(trained, tmp_path, capsys):
+    # root writes past any mode bits: the kernel's own folders refuse it
+    read_only = "/sys/colorgan-test" if os.geteuid() == 0 else str(tmp_path / "read-only")
+    if os.geteuid() != 0:
+        os.mkdir(read_only, 0o555)
+    run = ["--checkpoints-path", str(trained / "runs" / "run")]
+    for flags in (["--json", os.path.join(read_only, "r.json")], ["--eval-output", os.path.join(read_only, "eval")],
+                  ["--test-input", str(trained / "data" / "test"), "--test-output", os.path.join(read_only, "o")]):
+        if flags[0] == "--json" and os.geteuid() == 0:
+            continue  # /sys/colorgan-test does not exist: --json says its folder does not exist, as above
+        one_line_error(lambda: evaluation.main([*run, *flags]), "cannot write .*(Permission denied|Read-only file"
+                       "|Operation not permitted)")
+        assert "evaluated" not in capsys.readouterr().out  # before the work
 
 
 def test_a_device_or_fifo_as_an_output_is_refused_and_left_as_it_is(trained, tmp_path):
@@ -218,22 +240,30 @@ def test_a_long_input_name_is_colourised_and_a_link_to_the_input_is_not_an_outpu
 def test_the_debris_of_killed_writes_is_removed_by_the_next_run(folder, trained, tmp_path):
     run_dir = tmp_path / "runs" / "run"
     (run_dir / "samples").mkdir(parents=True)  # what a SIGKILL during the export and a sample grid leaves
-    debris = [run_dir / ".generator.keras.k2j_x9a1.tmp.keras", run_dir / "samples" / ".step_0000001.png.a1b2c3d4.tmp.png"]
+    debris = [run_dir / ".generator.keras.colorgan-partial-k2j_x9a1.tmp.keras",
+              run_dir / "samples" / ".step_0000001.png.colorgan-partial-a1b2c3d4.tmp.png"]
     for path in debris:
         path.write_bytes(b"half")
     train_py.main(tiny_args(folder, tmp_path / "runs", "--max-steps", "1", "--batch-size", "2"))  # no "earlier run"
     assert not any(path.exists() for path in debris) and (run_dir / "generator.keras").is_file()
+    with files.atomic_path(str(tmp_path / "x.png")) as temporary:
+        assert files.DEBRIS.fullmatch(os.path.basename(temporary))  # what colorgan writes is what it removes
     assert not any(files.DEBRIS.fullmatch(name) for name in (".mine", ".notes.tmp", ".a.b.tmp", "a.png.a1b2c3d4.tmp"))
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 90).save(tmp_path / "in" / "a.png")
-    (tmp_path / "out").mkdir()
-    old, young = tmp_path / "out" / ".a.png.0aq3kx7m.tmp.png", tmp_path / "out" / ".b.png.zzzzzzzz.tmp.png"
-    for path in old, young:
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    out = tmp_path / "out"
+    old, young = out / ".a.png.colorgan-partial-0aq3kx7m.tmp.png", out / ".b.png.colorgan-partial-zzzzzzzz.tmp.png"
+    # a user's own files in an ordinary output folder (Pictures), of the shape colorgan's once had
+    theirs = [out / ".backup.20241207.tmp", out / ".notes.abcdefgh.tmp.txt", out / "sub" / ".x.12345678.tmp.png"]
+    for path in old, young, *theirs:
         path.write_bytes(b"half")
-    os.utime(old, (0, 0))  # young may be another colourising job's write in progress: it stays
+        os.utime(path, (0, 0))
+    os.utime(young, None)  # young may be another colourising job's write in progress: it stays
     evaluation.main(["--checkpoints-path", str(trained / "runs" / "run"), "--test-input", str(tmp_path / "in"),
-                     "--test-output", str(tmp_path / "out")])
-    assert sorted(os.listdir(tmp_path / "out")) == [young.name, "a.png"]
+                     "--test-output", str(out)])
+    assert sorted(os.listdir(out)) == sorted([young.name, "a.png", "sub", theirs[0].name, theirs[1].name])
+    assert theirs[2].exists()
 
 
 def test_compared_runs_of_one_name_are_told_apart_and_a_run_twice_is_refused(trained, tmp_path):
@@ -350,3 +380,61 @@ def test_an_empty_folder_is_one_line_after_no_tensorflow_log(tmp_path):
     loud = subprocess.run(command, cwd=ROOT, env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"), capture_output=True, text=True,
                           timeout=120)
     assert loud.returncode == 1 and log_line.search(loud.stderr)  # a user's own level wins
+
+
+def test_a_refused_run_leaves_nothing_and_blocks_no_name(folder, tmp_path):
+    runs = tmp_path / "runs"
+    one_line_error(lambda: train_py.main(tiny_args(folder, runs, "--image-size", "8", "--name", "img8")),
+                   "not a multiple of the generator's stride")
+    assert not runs.exists() or os.listdir(runs) == []  # no img8/, no .img8.lock
+    gray = tmp_path / "gray"
+    for split in ("train", "test"):
+        (gray / split).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((32, 32, 3), 40 * i + 60, np.uint8)).save(gray / split / f"{i}.png")
+    args = tiny_args(gray, runs, "--name", "gray", "--max-steps", "1", "--batch-size", "2")
+    one_line_error(lambda: train_py.main(args), "not one of them is a usable colour image")
+    assert os.listdir(runs) == []  # no config.json, logs/ or lock
+    (runs / "gray").mkdir()  # what an earlier colorgan's refusal left: a config.json, logs/
+    (runs / "gray" / "logs").mkdir()
+    (runs / "gray" / "config.json").write_text(json.dumps({"dataset": "folder", "width": 2.0}))
+    for split in ("train", "test"):
+        for i in range(2):
+            shutil.copy(folder / split / f"{i}.png", gray / split / f"colour{i}.png")
+    sources.load_source.cache_clear()  # a new command is a new process
+    train_py.main(args)  # the same command, now with colour photos: it trains, no --fresh needed
+    assert (runs / "gray" / "generator.keras").is_file()
+
+
+def test_sigterm_while_test_eval_writes_is_one_line_and_leaves_no_partial_file(tmp_path, photos):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    for i in range(300):
+        shutil.copy(photos[0], inputs / f"{i}.png")
+    process = subprocess.Popen([sys.executable, "test_eval.py", "--test-input", str(inputs), "--test-output",
+                                str(tmp_path / "out")], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert process.stdout.readline().startswith("model: ")
+        assert process.stdout.readline().startswith("colourising 300 image(s)")
+        assert process.stdout.readline().startswith("colourised ")  # writing now
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "Traceback" not in err, err
+    assert err.strip() == "SIGTERM: stopped; files written before it are whole"
+    assert not [p for p in (tmp_path / "out").rglob(".*")]  # no hidden partial file
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    process = subprocess.Popen([sys.executable, "train.py", "--help"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(1.0)  # importing TensorFlow takes seconds
+        assert process.poll() is None, "started faster than the test can interrupt it"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and err.strip() == "interrupted while starting", err

@@ -7,6 +7,7 @@ import shutil
 import struct
 import tarfile
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -73,6 +74,24 @@ def test_official_cifar_archives_and_folders(cifar_archives, where):
     # the labels come along (the CIFAR-10 network's class accuracy needs them): batch file k holds class k
     assert sources.load_source("cifar10", str(root / where), "train").labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert sources.load_source("cifar10", str(root / where), "test").labels.tolist() == [5, 5]
+
+
+@pytest.mark.parametrize("label", [-5, 99])
+def test_cifar_labels_outside_0_to_9_are_refused(tmp_path, label):
+    _, rows = cifar_records(2, seed=0)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(tmp_path / "cifar-10-batches-py" / name, "wb") as f:
+            pickle.dump({b"labels": [3, label], b"data": rows}, f, protocol=2)
+    with pytest.raises(sources.DataError, match=f"data_batch_1 holds label {label}: CIFAR-10's labels are 0-9"):
+        sources.read_cifar(str(tmp_path), "train")
+    binary = tmp_path / "bin"
+    binary.mkdir()
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        (binary / name).write_bytes(np.concatenate([np.array([[3], [label % 256]], np.uint8), rows], 1).tobytes())
+    if label % 256 >= 10:  # a byte: -5 is stored as 251
+        with pytest.raises(sources.DataError, match="labels are 0-9"):
+            sources.read_cifar(str(binary), "test")
 
 
 def test_hostile_pickle_is_refused_without_running(tmp_path):
@@ -312,6 +331,18 @@ def test_float_and_32bit_gray_images_keep_their_range_and_unknown_formats_are_na
         rgb = images.read_image(str(tmp_path / name))
         assert rgb.shape == (24, 40, 3), name
         np.testing.assert_allclose(rgb[..., 1], gray, atol=1, err_msg=name)  # not black, not clipped white
+    huge = Image.fromarray((gray * (1e6 / 255)).astype(np.float32), "F")  # beyond every usual range: its own
+    huge.save(tmp_path / "huge.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning reaches the terminal
+        rgb = images.read_image(str(tmp_path / "huge.tif"))
+    np.testing.assert_allclose(rgb[..., 1], np.round(gray * 255.0 / gray.max()), atol=1)
+    for name, value in (("inf.tif", np.inf), ("nan.tif", np.nan)):
+        pixels = gray.astype(np.float32)
+        pixels[3, 5] = value
+        Image.fromarray(pixels, "F").save(tmp_path / name)
+        with pytest.raises(images.ImageError, match=rf"{name}: .*1 of its pixel values are NaN or infinite"):
+            images.read_image(str(tmp_path / name))
     (tmp_path / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(16))
     with pytest.raises(images.ImageError, match=r"photo.heic: not an image in a format colorgan reads \(JPEG"):
         images.read_image(str(tmp_path / "photo.heic"))

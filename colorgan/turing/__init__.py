@@ -25,7 +25,7 @@ from colorgan.turing.trials import GRACE, Item, TuringTest, prepare_items, to_pn
 
 def add_flags(parser):
     group = parser.add_argument_group("visual Turing test")
-    group.add_argument("--turing-test-size", type=int, default=100, help="number of trials (test images)")
+    group.add_argument("--turing-test-size", type=int, default=100, help="number of trials (test images; at least 1)")
     group.add_argument("--turing-test-delay", type=float, default=0.0,
                        help="seconds a pair stays visible (0: no limit)")
     group.add_argument("--participant", default="", help="name of the participant (web: filled in on the page)")
@@ -33,7 +33,7 @@ def add_flags(parser):
     group.add_argument("--port", type=int, default=8000, help="port to serve on (0: any free port)")
     group.add_argument("--results", default="", help="JSON-lines results file (default: <run>/turing.jsonl; for the "
                        "shipped model output/colorgan-cifar10/turing.jsonl)")
-    group.add_argument("--display-size", type=int, default=256, help="side of the shown images in pixels")
+    group.add_argument("--display-size", type=int, default=256, help="side of the shown images in pixels (at least 8)")
     group.add_argument("--ui", choices=("web", "matplotlib"), default="web",
                        help="web page for any number of participants, or the authors' desktop window")
     group.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -65,10 +65,11 @@ def main(argv=None):
     print(which)
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)  # its own data, or --dataset-path
+    results = options.results or os.path.join(work_dir, "turing.jsonl")
+    files.check_writable(os.path.dirname(os.path.abspath(results)), "--results")  # before the work
     start = time.time()
     items = prepare_items(generator, config, options.turing_test_size, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
-    results = options.results or os.path.join(work_dir, "turing.jsonl")
     if not options.results:
         os.makedirs(work_dir, exist_ok=True)
     test = TuringTest(items, results, options.turing_test_delay, model=os.path.basename(os.path.abspath(run_dir)))
