@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 
 import tensorflow as tf
 
@@ -53,6 +54,32 @@ def finishing(what: str):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Ctrl-C stops the block even where Python swallows the KeyboardInterrupt it raises (in a
+    __del__ or a callback, after an "Exception ignored" traceback): the signal is also recorded,
+    and raised again once the block returns; those tracebacks are not printed."""
+    received = []
+
+    def handle(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    def unraisable(info):
+        if not issubclass(info.exc_type, KeyboardInterrupt):
+            hook(info)
+
+    previous, hook = signal.signal(signal.SIGINT, handle), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
+    if received:
+        raise KeyboardInterrupt
 
 
 class Preempted(Exception):

@@ -438,3 +438,21 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130 and err.strip() == "interrupted while starting", err
+
+
+def test_a_ctrl_c_that_python_swallows_still_stops_the_block(capsys):
+    from colorgan import stopping
+
+    class Deleted:
+        def __del__(self):  # where Python cannot raise: it prints "Exception ignored" and goes on
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest-xdist's workers ignore it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stopping.interruptible():
+                Deleted()  # the handler's KeyboardInterrupt is raised inside __del__, and swallowed there
+                time.sleep(0.1)  # what the block did next: the signal arrived during __del__, not here
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "Exception ignored" not in capsys.readouterr().err

@@ -333,6 +333,21 @@ def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_deadline(se
     assert cut and 0.9 < time.monotonic() - started < 10
 
 
+def test_half_open_connections_hold_up_no_participant(serve, monkeypatch):
+    monkeypatch.setattr(turing.server, "HEADERS_S", 1.0)
+    client, _ = serve()
+    idle = []
+    for _ in range(64):  # as many as the old cap of threads: a request line, then nothing
+        idle.append(socket.create_connection(("127.0.0.1", client.port), timeout=10))
+        idle[-1].sendall(b"GET / HTTP/1.1\r\n")
+    started = time.monotonic()
+    assert client.start("ann")  # answered at once, not when the idle ones time out
+    assert time.monotonic() - started < 0.9
+    assert idle[0].recv(100) == b"" and time.monotonic() - started < 5  # cut at the headers' deadline
+    for conn in idle:
+        conn.close()
+
+
 def test_connections_beyond_the_cap_wait_for_a_free_thread(serve, monkeypatch):
     monkeypatch.setattr(turing.server, "MAX_CONNECTIONS", 2)
     client, _ = serve()
@@ -522,6 +537,28 @@ def test_summarize_escapes_names_skips_non_finite_times_and_refuses_a_folder_cha
     assert "nan" not in out.lower().replace("n/a", "")
     with pytest.raises(UserError, match="--chart .*not a regular file"):
         turing.report([str(results)], chart=str(tmp_path))
+    before = results.read_bytes()
+    with pytest.raises(UserError, match="is a results file"):  # the chart onto the results: refused, not written
+        turing.report([str(results)], chart=str(results))
+    with pytest.raises(UserError, match="ends in .png"):
+        turing.report([str(results)], chart=str(tmp_path / "chart.jsonl"))
+    assert results.read_bytes() == before
+
+
+def test_summary_of_thousands_of_participants_is_fast_and_its_chart_readable(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [{"participant": f"p{i // 100}", "trial": i % 100 + 1, "image": f"val/{i % 100}.jpg",
+             "class": f"scene{i % 100}", "real_side": "left", "choice": ("left", "right")[int(rng.integers(2))],
+             "fooled": False, "response_s": 1.0} for i in range(300_000)]  # 3,000 participants, 100 classes
+    started = time.perf_counter()
+    groups = turing.stats.summarize(rows)
+    assert len(groups) == 1 + 3000 + 100 and time.perf_counter() - started < 10  # linear: seconds, not minutes
+    turing.summary_chart(rows, str(tmp_path / "chart.png"))
+    width, height = Image.open(tmp_path / "chart.png").size
+    shown = 1 + 2 * turing.stats.CHART_GROUPS  # all, 11 + the others of each kind
+    assert (width, height) == (700, round(100 * (1.2 + 0.45 * shown)))
+    named = [name for name, _ in turing.stats.summarize(rows, most=turing.stats.CHART_GROUPS)]
+    assert "the other 2989 participants" in named and "the other 89 classes" in named
 
 
 # ----------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def main(argv=None):
         raise UserError(f"--results {options.results} is a folder: give a file (JSON lines)")
     if options.results:
         files.refuse_special(options.results, "--results")
-    from colorgan import inference, runs
+    from colorgan import inference, runs, stopping
     run_dir, work_dir, which = runs.choose_run(given)
     print(which)
     generator, run_config = inference.load_run(run_dir)
@@ -68,7 +68,8 @@ def main(argv=None):
     results = options.results or os.path.join(work_dir, "turing.jsonl")
     files.check_writable(os.path.dirname(os.path.abspath(results)), "--results")  # before the work
     start = time.time()
-    items = prepare_items(generator, config, options.turing_test_size, options.display_size)
+    with stopping.interruptible():  # a Ctrl-C here must not end up serving
+        items = prepare_items(generator, config, options.turing_test_size, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
     if not options.results:
         os.makedirs(work_dir, exist_ok=True)

@@ -23,8 +23,11 @@ NAME = re.compile(r"[\w .@-]{1,40}")  # printed on the terminal: no control char
 MAX_BODY = 4096
 ACTIVE_S = 120  # a name used this recently by another session is taken
 TIMEOUT_S = 30  # a connection that sends nothing for this long is closed
+HEADERS_S = 5  # one whose request line and headers have not all come by then too: idle clients hold no thread long
 REQUEST_S = 60  # and one whose request and reply together take longer: a byte every few seconds holds no thread
-MAX_CONNECTIONS = 64  # threads at once; more wait in the listen backlog
+# Threads at once; more wait in the listen backlog, served in the order they came. Far more than
+# participants: an idle connection holds one for HEADERS_S at most, so hundreds of them delay no one long.
+MAX_CONNECTIONS = 512
 
 PAGE = (pathlib.Path(__file__).parent / "page.html").read_bytes()  # and its script
 
@@ -43,10 +46,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        # The socket timeout bounds one recv; this bounds the whole request.
-        self.deadline = threading.Timer(REQUEST_S, self._cut)
-        self.deadline.daemon = True
-        self.deadline.start()
+        # The socket timeout bounds one recv; the deadlines bound the headers and the whole request.
+        self.deadline = self._timer(HEADERS_S)
+
+    def parse_request(self):
+        complete = super().parse_request()
+        self.deadline.cancel()
+        self.deadline = self._timer(REQUEST_S)
+        return complete
+
+    def _timer(self, seconds):
+        timer = threading.Timer(seconds, self._cut)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def finish(self):
         self.deadline.cancel()

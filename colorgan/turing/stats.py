@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from colorgan import files
+from colorgan.errors import UserError
 
 SIDES = ("left", "right")
 Z95 = 1.959964
@@ -58,12 +59,31 @@ def group_stats(rows: list[dict]) -> dict:
             "mean_s": sum(r["response_s"] for r in answered) / a if a else math.nan}
 
 
-def summarize(rows: list[dict]) -> list[tuple[str, dict]]:
-    """[(group, stats)] for all rows, each participant and each class."""
+def _groups(rows: list[dict], key: str) -> dict:
+    """{value of key: its rows}, in one pass."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault(row[key], []).append(row)
+    return dict(sorted(grouped.items()))
+
+
+def summarize(rows: list[dict], most: int = 0) -> list[tuple[str, dict]]:
+    """[(group, stats)] for all rows, each participant and each class; with most, at most that many
+    participants and classes each (those with the most trials), the rest together as one group."""
     groups = [("all", rows)]
-    for key in ("participant", "class"):
-        groups += [(f"{key} {value}", [r for r in rows if r[key] == value]) for value in sorted({r[key] for r in rows})]
+    for key, plural in (("participant", "participants"), ("class", "classes")):
+        grouped = _groups(rows, key)
+        if most and len(grouped) > most:
+            kept = set(sorted(grouped, key=lambda value: -len(grouped[value]))[:most - 1])
+            rest = [r for value, group in grouped.items() if value not in kept for r in group]
+            groups += [(f"{key} {value}", grouped[value]) for value in grouped if value in kept]
+            groups.append((f"the other {len(grouped) - len(kept)} {plural}", rest))
+        else:
+            groups += [(f"{key} {value}", group) for value, group in grouped.items()]
     return [(name, group_stats(group)) for name, group in groups]
+
+
+CHART_GROUPS = 12  # participants and classes each that the chart shows by name: a bar a group stays readable
 
 
 def printable(text: str) -> str:
@@ -92,7 +112,7 @@ def format_summary(rows: list[dict]) -> str:
 def summary_chart(rows: list[dict], path: str) -> str:
     """Horizontal bars of the fooled rate, both ways of counting no-answers, with their intervals."""
     from matplotlib.figure import Figure  # no pyplot: works in server threads and beside a window
-    groups = summarize(rows)
+    groups = summarize(rows, most=CHART_GROUPS)
     fig = Figure(figsize=(7, 1.2 + 0.45 * len(groups)))
     ax = fig.add_subplot()
     y = np.arange(len(groups))
@@ -125,6 +145,10 @@ def report(paths: list[str], prefix: str = "", chart: str = ""):
             return
         chart = chart or os.path.splitext(paths[0])[0] + ".png"
         files.refuse_special(chart, "--chart")
+        if os.path.realpath(chart) in {os.path.realpath(p) for p in paths}:
+            raise UserError(f"--chart {chart} is a results file: give another name, ending in .png")
+        if not chart.lower().endswith(".png"):
+            raise UserError(f"--chart {chart}: the chart is a PNG file, its name ends in .png")
         print(f"{prefix}Visual Turing test: {len(rows)} trials by {len({r['participant'] for r in rows})} "
               f"participant(s) in {', '.join(paths)}")
         print(format_summary(rows))
