@@ -136,8 +136,9 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false/1/0/yes/no, got {text!r}")
 
 
-def add_config_flags(parser) -> None:
-    """One flag per Config field, named as the authors name them (--batch-size, --l1-weight, ...)."""
+def add_config_flags(parser, shown=None) -> None:
+    """One flag per Config field, named as the authors name them (--batch-size, --l1-weight, ...);
+    shown: the fields --help lists (default all; the others are accepted all the same)."""
     for f in FIELDS.values():
         kind = {bool: parse_bool, int: int, float: float, str: str}[type(f.default)]
         metavar = "BOOL" if kind is parse_bool else None
@@ -145,7 +146,8 @@ def add_config_flags(parser) -> None:
         default = ", ".join(f"{d} {presets.get(d, f.default)}" for d in PRESETS) if presets else f.default
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, metavar=metavar,
                             choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
-                            help=f"{f.metadata['help']} (default: {default})")
+                            help=f"{f.metadata['help']} (default: {default})" if shown is None or f.name in shown
+                            else argparse.SUPPRESS)
 
 
 def make_config(overrides: dict | None = None, **kwargs) -> Config:
@@ -239,13 +241,20 @@ def run_command(main) -> None:
         sys.exit(130)
 
 
-def parse_command(argv, description: str, add_flags) -> tuple[dict, argparse.Namespace]:
+# The settings of a trained run that evaluating and the Turing test use: which run, and its data
+RUN_FLAGS = ("checkpoints_path", "name", "dataset", "dataset_path", "image_size", "batch_size", "seed",
+             "mixed_precision", "acc_thresh")
+
+
+def parse_command(argv, description: str, add_flags, shown=None) -> tuple[dict, argparse.Namespace]:
     """How every command reads its flags: the config's, then the command's own (add_flags(parser)).
-    Returns (the config flags given, the command's options)."""
+    shown: the config fields its --help lists (default all). Returns (the config flags given, the
+    command's options)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser)  # the command's own flags first in --help, then the settings every command shares
-    add_config_flags(parser.add_argument_group("training settings (config.json; evaluation and the Turing test "
-                                               "use the run's own unless given here)"))
+    title = ("training settings (saved in config.json)" if shown is None else
+             "the run and its data (its config.json's own unless given here; every train.py flag is accepted)")
+    add_config_flags(parser.add_argument_group(title), shown)
     given, options = split_flags(parser.parse_args(argv))
     return given, argparse.Namespace(**options)
 

@@ -10,8 +10,8 @@ import numpy as np
 
 import tensorflow as tf
 
-from colorgan import color, data, features, files, inference, metrics, plots, runs, sources
-from colorgan.config import UserError, on_run, parse_command
+from colorgan import color, data, features, files, inference, metrics, plots, progress, runs, sources
+from colorgan.config import RUN_FLAGS, UserError, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
@@ -44,7 +44,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> dict | list:
     """python test_eval.py: the test-split table of a run (and --compare runs), or --test-input."""
-    given, args = parse_command(argv, __doc__ + "\n" + runs.WHICH_MODEL, add_flags)
+    given, args = parse_command(argv, __doc__ + "\n" + runs.WHICH_MODEL, add_flags, RUN_FLAGS)
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):  # before the work
         raise UserError(f"--json {args.json}: its folder does not exist")
     if args.json and os.path.isdir(args.json):
@@ -117,7 +117,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     real_colourfulness, indices, seen = [], [], 0
     source = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
     total = min(source.size, max_images) if max_images else source.size
-    started = time.perf_counter()
+    started, line = time.perf_counter(), progress.Progress()
     for batch in data.make_dataset(config, "test"):
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]
         if max_images:
@@ -136,11 +136,10 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
         indices.append(np.asarray(index))
         seen += len(gray)
         rate = seen / (time.perf_counter() - started)
-        print(f"\revaluated {seen}/{total} images | {rate:.0f} img/s | ETA {(total - seen) / rate:.0f}s",
-              end="", flush=True)
+        line.show(f"evaluated {seen}/{total} images | {rate:.0f} img/s | ETA {(total - seen) / rate:.0f}s",
+                  done=seen >= total)
         if seen >= total:
             break
-    print()
     if not seen:
         raise UserError(f"{data.describe(config, 'test')}, but none of them could be evaluated")
     real_colourfulness = float(np.mean(np.concatenate(real_colourfulness)))

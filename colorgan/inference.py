@@ -11,7 +11,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import color, devices, files, images, models
+from colorgan import color, devices, files, images, models, progress
 from colorgan.config import Config, UserError, first_line, load_config
 from colorgan.runs import find_run
 
@@ -85,9 +85,15 @@ def _ab(colour, config: Config) -> tf.Tensor:
 
 
 def gray_to_rgb(gray) -> np.ndarray:
-    """Normalised L (..., 1) -> the gray image as 8-bit RGB (what a person would see)."""
+    """Normalised L (..., 1) -> the gray image as 8-bit RGB (what a person would see): the one way
+    colorgan shows gray, in sample grids, tables and pictures alike."""
     lab = tf.concat([tf.cast(gray, tf.float32), tf.zeros_like(gray, tf.float32), tf.zeros_like(gray, tf.float32)], -1)
     return color.to_uint8(color.postprocess(lab, "lab")).numpy()
+
+
+def grayscale(rgb: np.ndarray) -> np.ndarray:
+    """8-bit RGB (..., H, W, 3) -> the gray image the generator sees (its L, a = b = 0), as 8-bit RGB."""
+    return gray_to_rgb(_lightness(rgb) / color.L_SCALE - 1.0)
 
 
 # The generator's input at most: memory stays bounded for any photo. Half a megapixel, because on
@@ -176,7 +182,7 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
     # Files are decoded ahead and encoded behind in threads (Pillow and file calls release the GIL)
     # while the generator computes: for small images they cost as much as the network.
     pool, writes, unreadable, unwritten = concurrent.futures.ThreadPoolExecutor(IO_THREADS), collections.deque(), [], []
-    written, started = 0, time.perf_counter()
+    written, started, line = 0, time.perf_counter(), progress.Progress()
     try:
         rgbs = _read_ahead(pool, [path for path, _ in jobs])
         for shape, batch in _size_batches(jobs, rgbs, batch_limit, config.batch_size, unreadable):
@@ -186,8 +192,9 @@ def colorize_files(generator: keras.Model, config: Config, source: str, destinat
                 unwritten += filter(None, [writes.popleft().result()])
             written += len(batch)
             rate = written / (time.perf_counter() - started)
-            print(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
-                  f"ETA {(len(jobs) - written - len(unreadable)) / rate:.0f}s", flush=True)
+            left = len(jobs) - written - len(unreadable)
+            line.show(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
+                      f"ETA {left / rate:.0f}s", done=left == 0)
         unwritten += filter(None, [write.result() for write in writes])
     finally:  # after an interrupt, the queued writes are dropped
         pool.shutdown(cancel_futures=True)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from colorgan import color, data, models, plots, sources
+from colorgan import color, data, inference, models, plots, sources
 from colorgan.config import Config
 
 
@@ -86,11 +86,11 @@ def write_samples(state, samples, run_dir: str, writer) -> str:
     gray, colour = samples["gray"], samples["colour"]
     fake = models.colorize(state.inference_generator, gray, state.config.generator_output, training=False)
     to_rgb = lambda x: color.to_uint8(color.postprocess(x, state.config.color_space)).numpy()  # noqa: E731
-    gray_rgb = color.to_uint8((tf.cast(gray, tf.float32) + 1) / 2).numpy()
+    gray_rgb = inference.gray_to_rgb(gray)  # sRGB gray, as the user sees it: not L/100
     step = int(state.step.numpy())
     real, fake = to_rgb(colour), to_rgb(fake)
     with writer.as_default(step=step):
-        tf.summary.image("samples", np.concatenate([np.repeat(gray_rgb, 3, -1), real, fake], axis=2),
+        tf.summary.image("samples", np.concatenate([gray_rgb, real, fake], axis=2),
                          max_outputs=len(real))
     return plots.sample_grid(gray_rgb, real, fake, os.path.join(run_dir, "samples", f"step_{step:07d}.png"),
                              title=f"{state.config.name}, step {step}")

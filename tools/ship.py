@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 
-import numpy as np
 
 from colorgan import config as cfg, runs
 
@@ -27,12 +26,11 @@ PHOTOS = [os.path.join(runs.ROOT, "..", "shared", "data", "cbsd68", f"{n}.png")
 def photos_grid(run_dir: str, path: str, photos=PHOTOS, render_size: int = 0) -> str:
     """gray input | the model (rendered at render_size, default its training size; the input's L
     kept) | original, for the card and the README."""
-    from PIL import Image
     from colorgan import images, inference, plots
     generator, config = inference.load_run(run_dir)
     render = render_size or config.image_size
     rgbs = [images.read_image(photo) for photo in photos]
-    return plots.image_grid({"gray input": [np.asarray(Image.fromarray(rgb).convert("L")) for rgb in rgbs],
+    return plots.image_grid({"gray input": [inference.grayscale(rgb) for rgb in rgbs],
                              f"{os.path.basename(run_dir)} (colour at {render} px, L kept)":
                                  [inference.colorize_image(generator, config, rgb, render) for rgb in rgbs],
                              "original": rgbs}, path, f"BSDS300 photos colourised by {os.path.basename(run_dir)}")

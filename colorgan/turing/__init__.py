@@ -13,7 +13,7 @@ import secrets
 import time
 
 from colorgan import files
-from colorgan.config import UserError, on_run, parse_command
+from colorgan.config import RUN_FLAGS, UserError, on_run, parse_command
 from colorgan.runs import WHICH_MODEL
 from colorgan.turing.desktop import run_desktop
 # the package's API, as the tests and test_turing.py use it
@@ -43,7 +43,7 @@ def add_flags(parser):
 
 def main(argv=None):
     """python test_turing.py: prepare the trials of a trained run and run the test, or --summarize."""
-    given, options = parse_command(argv, __doc__ + "\n" + WHICH_MODEL, add_flags)
+    given, options = parse_command(argv, __doc__ + "\n" + WHICH_MODEL, add_flags, RUN_FLAGS)
     if options.summarize:
         missing = [p for p in options.summarize if not os.path.isfile(p)]
         if missing:
