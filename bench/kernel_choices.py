@@ -60,9 +60,11 @@ def main():
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     results = []
-    print("| precision | choice | on, images/s | off, images/s | on / off | others' CPU (cores) |\n|---|---|---|---|---|---|")
+    print("| precision | choice | on, images/s | off, images/s | on / off | others' CPU (cores) |\n"
+          "|---|---|---|---|---|---|")
     for precision in args.mixed_precision:
-        config = cfg.parse_args(["--dataset", "cifar10", *shlex.split(args.train_flags), "--mixed-precision", precision])
+        config = cfg.parse_args(["--dataset", "cifar10", *shlex.split(args.train_flags),
+                                 "--mixed-precision", precision])
         policy = devices.precision_policy(config)[0]
         for choice in args.choices:
             r = dict(policy=policy, flags=cfg.as_flags(config), **compare(config, choice, args.blocks, args.block))

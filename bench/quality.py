@@ -87,7 +87,8 @@ def load_test(args) -> tuple[list, np.ndarray, dict]:
     """The fixed test images as batches of (normalised gray, 8-bit RGB), the grid's picks, and the
     CIFAR-10 network's view of the true images ({"features", "logits"}) with their labels."""
     config = cfg.make_config(dataset="cifar10", dataset_path=args.dataset_path, batch_size=250)
-    source = sources.spread(sources.load_source(config.dataset, config.dataset_path, "test", config.seed), args.test_images)
+    source = sources.spread(sources.load_source(config.dataset, config.dataset_path, "test", config.seed),
+                            args.test_images)
     batches, truth = [], {"features": [], "logits": [], "labels": []}
     for batch in data.make_dataset(config, "test", source=source):
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]
@@ -143,7 +144,8 @@ def write_report(args, results: dict) -> None:
     lines = [f"CIFAR-10 ({results['dataset']}), batch {args.batch_size}; {results['test_images']} test images "
              f"spread over the test split; host: {results['host']}; train.py flags for all: "
              f"`{results['train_flags'] or 'none'}`", "",
-             "| method | images | BatchNorm | G updates | CPU-min | acc@2 own L | dE00 own L | acc@2 input L | dE00 input L "
+             "| method | images | BatchNorm | G updates | CPU-min | acc@2 own L | dE00 own L "
+             "| acc@2 input L | dE00 input L "
              "| \\|da\\| | \\|db\\| | colourful ratio | MAE RGB | FID-C10 | class acc | C2ST | fooled |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     extra = lambda i: " | ".join("" if k not in i else f"{i[k]:.3f}" if k != "fid_c10" and k != "mae_rgb"  # noqa: E731
@@ -210,7 +212,8 @@ def main():
     if len(reference["labels"]):
         results["truth"]["class_acc"] = float(np.mean(np.argmax(reference["logits"], -1) == reference["labels"]))
     grid_gray = tf.gather(tf.concat([g for g, _ in batches], 0), grid)  # (GRID_IMAGES, 32, 32, 1)
-    cpuinfo = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in line)
+    cpuinfo = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines()
+                   if ":" in line)
     cpuinfo = {k.strip(): v.strip() for k, v in cpuinfo.items()}
     host = (f"{cpuinfo.get('model name', 'unknown CPU')} (family {cpuinfo.get('cpu family', '?')} model "
             f"{cpuinfo.get('model', '?')}), {os.cpu_count()} cores")

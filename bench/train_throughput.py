@@ -11,8 +11,9 @@ memory: 2 warm-up iterations (the first traces), then the median of --iterations
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
 ops in place of colorgan's kernel gradients, fused BatchNorm and fused Adam (the switches in
-cpu_kernels; bench/kernel_choices.py times each alone, interleaved). Then a profile of a few iterations (TensorFlow's profiler) gives the ten
-costliest op types and the share of op time that is neither convolution nor matmul, where a
+cpu_kernels; bench/kernel_choices.py times each alone, interleaved). Then a profile of a few
+iterations (TensorFlow's profiler) gives the ten costliest op types and the share of op time
+that is neither convolution nor matmul, where a
 regression would show. FLOPs are the convolutions' (2 x multiply-adds) counted from the Keras layers:
 the cross-checks against TensorFlow's own counters and XLA's HLO, and the oneDNN and XLA variants, are
 in bench/README.md. The peak is a 2048^3 tf.matmul in the step's compute dtype, best of
@@ -173,7 +174,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations after 2 warm-up ones")
     parser.add_argument("--compare", action="store_true", help="also time float32 in the same run")
     parser.add_argument("--compare-ops", action="store_true",
-                        help="also time Keras' and TensorFlow's own ops in place of colorgan's (kernel gradients, BatchNorm, Adam)")
+                        help="also time Keras' and TensorFlow's own ops in place of colorgan's "
+                             "(kernel gradients, BatchNorm, Adam)")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
     parser.add_argument("--train-flags", default="", help="any other train.py flags, e.g. the README's CPU recipe: "
                         "\"--width 0.5 --batch-size 32 --generator-output ab\"")
@@ -204,23 +206,29 @@ def main():
     print("| precision | ops | XLA | images/s | ms/iteration | GFLOP/image | GFLOP/s | matmul peak, same dtype "
           "| % of peak | vs float32 | colorgan's ops vs these | not conv/matmul (of op time) | others' CPU (cores) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    base = next((r for r in results if r["policy"] == "float32" and not r["switched_off"] and not r["jit_compile"]), None)
+    base = next((r for r in results if r["policy"] == "float32" and not r["switched_off"] and not r["jit_compile"]),
+                None)
     for r in results:
         ratio = f"{r['images_per_s'] / base['images_per_s']:.2f}x" if base else "-"
         ours = next(o for o in results if o["policy"] == r["policy"] and o["jit_compile"] == r["jit_compile"]
                     and not o["switched_off"])
         vs_ours = f"{ours['images_per_s'] / r['images_per_s']:.2f}x" if r["switched_off"] else "-"
         share = f"{100 * r['profile']['not_matmul']:.1f}%" if r["profile"] else "-"
-        print(f"| {r['policy']} ({r['reason']}) | {ops_name(r['switched_off'])} | {'on' if r['jit_compile'] else 'off'} | "
+        print(f"| {r['policy']} ({r['reason']}) | {ops_name(r['switched_off'])} | "
+              f"{'on' if r['jit_compile'] else 'off'} | "
               f"{r['images_per_s']:.1f} | "
-              f"{1000 * r['median_iteration_s']:,.0f} | {r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.1f} | "
-              f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | {ratio} | {vs_ours} | "
+              f"{1000 * r['median_iteration_s']:,.0f} | {r['flops_per_image'] / 1e9:.3f} | "
+              f"{r['achieved_gflops']:.1f} | "
+              f"{r['matmul_peak_gflops']:.1f} ({r['compute_dtype']}) | {r['percent_of_peak']:.1f} | "
+              f"{ratio} | {vs_ours} | "
               f"{share} | {r['others_cores']:.2f} |")
     if any(r["others_cores"] > 0.2 for r in results):
         print("\nWARNING: other processes used more than 0.2 cores: a noisy run, repeat it")
     for r in (r for r in results if r["profile"]):
-        print(f"\nop profile, {r['policy']}, {ops_name(r['switched_off'])} ops, XLA {'on' if r['jit_compile'] else 'off'} "
-              f"({args.profile_iterations} iterations; inter-op threads idle {100 * r['profile']['idle']:.1f}% of their time):")
+        print(f"\nop profile, {r['policy']}, {ops_name(r['switched_off'])} ops, XLA "
+              f"{'on' if r['jit_compile'] else 'off'} "
+              f"({args.profile_iterations} iterations; inter-op threads idle "
+              f"{100 * r['profile']['idle']:.1f}% of their time):")
         print("| op type | share of op time |\n|---|---|")
         for op, share in r["profile"]["ops"]:
             print(f"| {op} | {100 * share:.1f}% |")

@@ -97,7 +97,8 @@ class BatchNormalization(layers.BatchNormalization):
                 and not self.renorm and self.center and self.scale and len(inputs.shape) == 4 and self.axis in (-1, 3)):
             return super().call(inputs, training=training, mask=mask)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(  # statistics in float32 whatever the input's dtype
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon, is_training=True)
+            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
+            is_training=True)
         count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
         variance *= (count - 1) / count  # the op returns the unbiased variance; Keras averages the biased one
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
@@ -117,7 +118,8 @@ class Adam(keras.optimizers.Adam):
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         step = tf.cast(self.iterations + 1, tf.float32)  # the bias corrections: once per update, not per variable
-        self._beta_powers = (tf.pow(tf.cast(self.beta_1, tf.float32), step), tf.pow(tf.cast(self.beta_2, tf.float32), step))
+        self._beta_powers = (tf.pow(tf.cast(self.beta_1, tf.float32), step),
+                             tf.pow(tf.cast(self.beta_2, tf.float32), step))
         super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):

@@ -82,7 +82,8 @@ def _join(cluster: dict, timeout: float) -> tf.distribute.Strategy:
     (which TensorFlow catches for its preemption handler) can end it. So the tasks first meet here:
     each worker listens on its own port until the leader (the chief, or worker 0) is up, and the
     leader waits until all of them listen; only then do they enter TensorFlow's wait, which is short."""
-    tasks = {(kind, i): address for kind, addresses in cluster["cluster"].items() for i, address in enumerate(addresses)}
+    tasks = {(kind, i): address for kind, addresses in cluster["cluster"].items()
+             for i, address in enumerate(addresses)}
     me = (cluster["task"].get("type", "worker"), cluster["task"].get("index", 0))
     leader = ("chief", 0) if ("chief", 0) in tasks else ("worker", 0)
     others = [address for task, address in tasks.items() if task != me]

@@ -15,7 +15,8 @@ from colorgan.config import RUN_FLAGS, UserError, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
            ("ab_error_b", "|db|"), ("mae_rgb", "MAE RGB"), ("psnr", "PSNR"), ("ssim", "SSIM"), ("delta_e", "dE00"),
-           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"), ("fid_scenes", "FID-scene"),
+           ("colourfulness", "colourful"), ("colourfulness_ratio", "ratio"), ("fid_c10", "FID-C10"),
+           ("fid_scenes", "FID-scene"),
            ("class_acc", "class acc"), ("c2st", "C2ST"), ("fooled", "fooled"), ("fid", "FID")]
 TRUTH = "ground truth"  # its row: the floor of each distribution metric (two halves of the true images)
 
@@ -36,7 +37,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-output", default="", help="folder for the PNGs (default: <run>/eval; for the shipped "
                         "model output/<its name>/eval)")
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
-    parser.add_argument("--max-images", type=_not_negative, default=0, help="evaluate only the first N test images (0: all of them)")
+    parser.add_argument("--max-images", type=_not_negative, default=0,
+                        help="evaluate only the first N test images (0: all of them)")
     parser.add_argument("--render-size", type=_not_negative, default=None,
                         help="colourise photos with the generator at this shorter side, 0 for full "
                              "resolution (default: the run's --image-size; see README)")
@@ -186,7 +188,8 @@ def feature_metrics(fake: dict, real: dict, labels, network: str = "cifar10") ->
         probe = metrics.c2st(real["features"], fake["features"])
     else:  # a probe cannot be cross-validated on fewer (the truth's halves of --max-images 4, say)
         probe = {"accuracy": math.nan, "stderr": math.nan, "fooled": math.nan}
-    values = {features.NETWORKS[network].fid_key: metrics.frechet_distance(fake["features"], real["features"]), "c2st": probe["accuracy"],
+    values = {features.NETWORKS[network].fid_key: metrics.frechet_distance(fake["features"], real["features"]),
+              "c2st": probe["accuracy"],
               "c2st_stderr": probe["stderr"], "fooled": probe["fooled"]}
     if labels is not None:
         values["class_acc"] = float(np.mean(np.argmax(fake["logits"], -1) == labels))

@@ -55,7 +55,8 @@ def remove_debris(folder: str, min_age_s: float = 0.0) -> list[str]:
         for name in names:
             path = os.path.join(directory, name)
             with contextlib.suppress(OSError):
-                if DEBRIS.fullmatch(name) and os.path.isfile(path) and time.time() - os.path.getmtime(path) >= min_age_s:
+                if (DEBRIS.fullmatch(name) and os.path.isfile(path)
+                        and time.time() - os.path.getmtime(path) >= min_age_s):
                     os.remove(path)
                     removed.append(path)
     if removed:

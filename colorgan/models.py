@@ -56,7 +56,8 @@ def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchn
     # encoder; unlike the discriminator, the authors keep BatchNorm on the first layer too
     x, encoded = gray, []
     for i, (filters, strides) in enumerate(encoder):
-        x = _block(x, _scaled(filters, width), strides, f"enc{i}", sync=sync_batchnorm)  # cifar10: (bs, 32, 32, 64) ... (bs, 2, 2, 512)
+        # cifar10: (bs, 32, 32, 64) ... (bs, 2, 2, 512)
+        x = _block(x, _scaled(filters, width), strides, f"enc{i}", sync=sync_batchnorm)
         encoded.append(x)
 
     # decoder; each upsampled map is joined with the encoder map of the same size (U-Net skip)
@@ -159,7 +160,8 @@ def build_backbone_generator(name: str, weights: str = "none", out_channels: int
     skips = features(module.preprocess_input(rgb))  # cifar10: (bs, 16, 16, C1) ... (bs, 1, 1, C5)
     x = skips[-1]
     for i, filters in enumerate(_BACKBONE_DECODER):
-        x = _block(x, _scaled(filters, width), 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)  # i=0: (bs, H/16, W/16, 512)
+        # i=0: (bs, H/16, W/16, 512)
+        x = _block(x, _scaled(filters, width), 2, f"dec{i}", leaky=False, transpose=True, sync=sync_batchnorm)
         x = layers.Concatenate(name=f"dec{i}_skip")([skips[-i - 2], x])
     # the backbone has no full-resolution features: the last level joins a small block on the input
     x = _block(x, _scaled(64, width), 2, f"dec{len(_BACKBONE_DECODER)}", leaky=False, transpose=True,

@@ -133,7 +133,8 @@ def point_state_file_at(checkpoint_dir: str, path: str) -> None:
         kept = paths[paths.index(path):]
         # names relative to the folder, as the manager writes them: the folder may be given relative to here
         tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, os.path.basename(path),
-                                                   all_model_checkpoint_paths=[os.path.basename(p) for p in reversed(kept)])
+                                                   all_model_checkpoint_paths=[os.path.basename(p)
+                                                                               for p in reversed(kept)])
 
 
 def check_config(config: Config, run_dir: str) -> None:
@@ -271,7 +272,8 @@ def earlier_run(run_dir: str) -> list[str]:
     what is written before the first step do not count)."""
     if not os.path.isdir(run_dir):
         return []
-    return sorted(name for name in os.listdir(run_dir) if not name.startswith(".worker-")  # an empty folder holds nothing
+    return sorted(name for name in os.listdir(run_dir)
+                  if not name.startswith(".worker-")  # an empty folder holds nothing
                   and name not in BEFORE_TRAINING
                   and not (os.path.isdir(os.path.join(run_dir, name)) and not os.listdir(os.path.join(run_dir, name))))
 

@@ -312,7 +312,8 @@ def load_source(dataset: str, dataset_path: str, split: str, seed: int = 0) -> S
         path = f"./datasets/{dataset}"
     if dataset == "miniplaces":
         if not path:
-            raise DataError(f"MiniPlaces is not in ./datasets/miniplaces and no --dataset-path was given. {MINIPLACES_HELP}")
+            raise DataError("MiniPlaces is not in ./datasets/miniplaces and no --dataset-path was given. "
+                            f"{MINIPLACES_HELP}")
         if not os.path.isdir(path):
             raise DataError(f"{path}: no such folder. {MINIPLACES_HELP}")
         return _miniplaces(path, split)

@@ -15,7 +15,8 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from colorgan import cpu_kernels, data, devices, files, losses, metrics, models, plots, reports, resume, sources, stopping
+from colorgan import (cpu_kernels, data, devices, files, losses, metrics, models, plots, reports, resume, sources,
+                      stopping)
 from colorgan.config import Config, UserError, as_flags, make_config, parse_command
 from colorgan.resume import TrainingError, architecture
 
@@ -94,7 +95,8 @@ class TrainState:
         scale, so that a run moves between precisions: a CPU's bfloat16 or float32 run continues on
         a GPU in float16 (its loss scale starting afresh), and back."""
         objects = dict(generator=self.generator, generator_ema=self.generator_ema, discriminator=self.discriminator,
-                       gen_opt=adam(self.gen_opt), disc_opt=adam(self.disc_opt), gen_loss_scale=loss_scale(self.gen_opt),
+                       gen_opt=adam(self.gen_opt), disc_opt=adam(self.disc_opt),
+                       gen_loss_scale=loss_scale(self.gen_opt),
                        disc_loss_scale=loss_scale(self.disc_opt), step=self.step, epoch=self.epoch,
                        epoch_step=self.epoch_step, rng=self.rng, architecture=self.architecture, **extra)
         return {k: v for k, v in objects.items() if v is not None}
@@ -109,7 +111,8 @@ class TrainState:
         optimizers = [o for o in (self.gen_opt, self.disc_opt) if o is not None]
         variables = [v for m in (self.generator, self.discriminator) if m is not None for v in m.weights]
         variables += [v for o in optimizers for v in o.variables]
-        return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in variables)
+        return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+                   for v in variables)
 
 
 def check_image_size(config: Config) -> None:
@@ -134,7 +137,8 @@ def create_train_state(config: Config, strategy: tf.distribute.Strategy, pretrai
             generator_ema.set_weights([w.numpy() for w in generator.weights])
         discriminator = None if config.model == "unet" else models.build_discriminator(
             config.dataset, 4, config.sync_batchnorm, config.width, config.spectral_norm)
-        step, epoch, epoch_step, first_bad_step = (counter(n) for n in ("step", "epoch", "epoch_step", "first_bad_step"))
+        step, epoch, epoch_step, first_bad_step = (counter(n)
+                                                   for n in ("step", "epoch", "epoch_step", "first_bad_step"))
         gen_opt = cpu_kernels.Adam(lambda: learning_rate(config, step), beta_1=config.beta1)
         disc_opt = None if discriminator is None else cpu_kernels.Adam(
             lambda: learning_rate(config, step, config.disc_lr_ratio), beta_1=config.beta1)
@@ -301,7 +305,8 @@ def compile_steps(state: TrainState) -> tuple[dict, tf.types.experimental.Polymo
 
 def add_flags(parser) -> None:
     parser.add_argument("--fresh", action="store_true",
-                        help="start anew: move an earlier run in <checkpoints-path>/<name> aside, to <name>.<date-time>")
+                        help="start anew: move an earlier run in <checkpoints-path>/<name> aside, "
+                             "to <name>.<date-time>")
 
 
 def main(argv=None) -> str:
@@ -315,7 +320,8 @@ def train(config: Config, fresh: bool = False) -> str:
 
     fresh: move an earlier run in that folder aside (to <run_dir>.<date-time>) and start anew.
     """
-    strategy = devices.make_strategy(config.join_timeout)  # first: MultiWorkerMirroredStrategy must precede other TF ops
+    # first: MultiWorkerMirroredStrategy must precede other TF ops
+    strategy = devices.make_strategy(config.join_timeout)
     with resume.locked(config):
         return _train(config, strategy, fresh)
 

@@ -29,7 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from colorgan import color, config as cfg, data, evaluation, features, files, inference, metrics, plots, sources, training
+from colorgan import color, config as cfg, data, evaluation, features, files, inference, metrics, plots, sources
+from colorgan import training
 
 COMMON = ("--dataset miniplaces --generator-output ab --ema 0.995 --batch-size 16 "
           # the paper's decay per image, as the CIFAR recipe counts it: tenfold per 1.28 million images
@@ -163,17 +164,19 @@ def measure(args):
             row = {"method": name, "cpu_point": int(point), **info, **figures(per_image(batches, colorize, scenes),
                                                                               gray, truth, labels)}
             results["rows"].append(row)
+            judged = (f", FID-scene {row['fid_scenes']:.2f}, C2ST {row['c2st']:.3f}, scene acc {row['class_acc']:.3f}"
+                      if scenes else "")
             print(f"{name} @ {point} CPU-min ({info['images']:,} images): dE00 {row['delta_e']:.2f} "
                   f"({row['delta_e_vs_gray']:+.2f} +- {row['delta_e_vs_gray_se']:.2f} vs gray), colourful "
-                  f"{row['colourfulness_ratio']:.2f}" + (f", FID-scene {row['fid_scenes']:.2f}, C2ST {row['c2st']:.3f}, "
-                                                         f"scene acc {row['class_acc']:.3f}" if scenes else ""), flush=True)
+                  f"{row['colourfulness_ratio']:.2f}{judged}", flush=True)
             keras.backend.clear_session()
     files.write_text(os.path.join(args.out, "photo_recipe.json"), json.dumps(results, indent=1))
     report(args, results)
 
 
 def host() -> str:
-    info = dict(line.split(":", 1) for line in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in line)
+    first_cpu = open("/proc/cpuinfo").read().split("\n\n")[0]
+    info = dict(line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)
     info = {k.strip(): v.strip() for k, v in info.items()}
     return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')} model "
             f"{info.get('model', '?')}), {os.cpu_count()} cores")

@@ -66,7 +66,8 @@ def main():
             if other != name:
                 for k, _, _ in FIGURES:
                     row[f"{k}_vs_{other}"], row[f"{k}_vs_{other}_se"] = paired(values[k], rows[other][k])
-        row["closer_than_gray"] = float(np.mean(values["delta_e"] < rows["gray"]["delta_e"])) if name != "gray" else None
+        closer = values["delta_e"] < rows["gray"]["delta_e"]
+        row["closer_than_gray"] = float(np.mean(closer)) if name != "gray" else None
         table["rows"][name] = row
     files.write_text(args.out, json.dumps(table, indent=1))
     lines = [f"{len(photos)} photos in {args.photos}; each figure the mean per photo, the input's L kept; paired "

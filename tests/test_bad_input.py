@@ -350,7 +350,8 @@ def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
         shutil.copy(photos[0], inputs / f"{i}.png")
     process = subprocess.Popen([sys.executable, "test_eval.py", "--test-input", str(inputs), "--test-output",
                                 str(tmp_path / "out")], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"),
                                # as from a terminal: pytest-xdist's workers ignore SIGINT, and a child inherits that
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

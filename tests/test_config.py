@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 
 def test_presets_follow_the_authors_and_flags_win():
     cifar = config.parse_args(["--dataset", "cifar10"])
-    assert (cifar.batch_size, cifar.epochs, cifar.image_size, cifar.lr_decay_steps, cifar.augment) == (128, 200, 32, 1e4, True)
+    assert ((cifar.batch_size, cifar.epochs, cifar.image_size, cifar.lr_decay_steps, cifar.augment)
+            == (128, 200, 32, 1e4, True))
     places = config.parse_args(["--dataset", "places365"])
     assert (places.batch_size, places.epochs, places.image_size, places.label_smoothing) == (16, 10, 256, True)
     # the authors' field default; only their CIFAR-10 command passes 1e4
@@ -57,10 +58,13 @@ def test_help_explains_every_flag(capsys):
 def test_each_commands_own_flags_come_first_in_its_help(command, own):
     text = subprocess.run([sys.executable, command, "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=True).stdout
-    assert own in text and text.index(own) < text.index("--seed") < text.index("--log-interval")
-    assert "training settings" in text
-    if command != "train.py":  # the rule that picks the model (README: "Which model a command uses")
-        assert "which model" in text
+    assert own in text and text.index(own) < text.index("--seed")
+    if command == "train.py":
+        assert "training settings" in text and text.index("--seed") < text.index("--log-interval")
+    else:  # its own flags and those that choose the run and its data, not the 45 of training
+        assert "which model" in text and "the run and its data" in text  # the rule that picks the model
+        assert "--checkpoints-path" in text and "--dataset-path" in text
+        assert "--log-interval" not in text and "--l1-weight" not in text
 
 
 def test_json_round_trip_and_differences(tmp_path):

@@ -293,7 +293,8 @@ def matrix_icc_profile(to_xyz_d65, gamma: float) -> bytes:
     tags = {b"desc": b"desc" + bytes(4) + struct.pack(">I", len(description)) + description + bytes(4 + 4 + 3 + 67),
             b"wtpt": b"XYZ " + bytes(4) + fixed(d50),
             **{name: b"XYZ " + bytes(4) + fixed(to_d50[:, i]) for i, name in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))},
-            **dict.fromkeys((b"rTRC", b"gTRC", b"bTRC"), b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)))}
+            **dict.fromkeys((b"rTRC", b"gTRC", b"bTRC"),
+                            b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)))}
     offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
     for name, payload in tags.items():
         payload += bytes(-len(payload) % 4)
@@ -472,7 +473,8 @@ def miniplaces_tree(root, per_class=3, val=4):
     for label, cls in enumerate(("a/abbey", "b/beach")):
         (root / "images" / "train" / cls).mkdir(parents=True)
         for i in range(per_class):
-            Image.fromarray(colourful(10 * label + i, 128, 128)).save(root / "images" / "train" / cls / f"{i + 1:08d}.jpg")
+            Image.fromarray(colourful(10 * label + i, 128, 128)).save(
+                root / "images" / "train" / cls / f"{i + 1:08d}.jpg")
             rows.append(f"train/{cls}/{i + 1:08d}.jpg {label}")
     (root / "train.txt").write_text("\n".join(rows) + "\n")
     (root / "images" / "val").mkdir()

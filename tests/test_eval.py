@@ -135,7 +135,8 @@ def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, phot
         assert np.abs(alone.astype(int) - batched).max() <= 1, path.name
         in_float32 = inference.colorize_image(generator, cfg, rgb, 32)[None]
         moved.append(float(metrics.mean_delta_e(in_float32, batched[None])[0]))
-        coloured.append(float(metrics.mean_delta_e(in_float32, inference.gray_to_rgb(color.preprocess(in_float32)[0]))[0]))
+        coloured.append(float(metrics.mean_delta_e(in_float32,
+                                                   inference.gray_to_rgb(color.preprocess(in_float32)[0]))[0]))
     # How far bfloat16 moves colours depends on the CPU: native on AVX512_BF16 and AMX, emulated by
     # Eigen with other rounding elsewhere (0.54 CIEDE2000 on one image of an AVX2 host). What holds on
     # every CPU: it moves them by a small part of the colour the generator adds to the gray image.

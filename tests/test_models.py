@@ -199,10 +199,12 @@ def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
     tolerance = 1e-5 if policy == "float32" else 3e-2
     ops = [op.type for op in train.get_concrete_function(ours).graph.get_operations()]
     assert "FusedBatchNormV3" in ops
-    for name, a, b in zip(("output", "input gradient", "gamma gradient", "beta gradient"), train(ours), train(keras_own)):
+    for name, a, b in zip(("output", "input gradient", "gamma gradient", "beta gradient"), train(ours),
+                          train(keras_own)):
         a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(b)
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * float(np.max(np.abs(b))), err_msg=name)
-    for ours_stat, keras_stat in ((ours.moving_mean, keras_own.moving_mean), (ours.moving_variance, keras_own.moving_variance)):
+    for ours_stat, keras_stat in ((ours.moving_mean, keras_own.moving_mean),
+                                  (ours.moving_variance, keras_own.moving_variance)):
         np.testing.assert_allclose(ours_stat.numpy(), keras_stat.numpy(), rtol=1e-6 if policy == "float32" else 1e-2)
     np.testing.assert_allclose(np.asarray(tf.cast(ours(x, training=False), tf.float32)), keras_own(x, training=False),
                                rtol=tolerance, atol=tolerance * 10)  # inference: Keras' own path, the same statistics

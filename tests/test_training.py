@@ -267,10 +267,12 @@ def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
     batch = next(iter(data.make_dataset(cfg, "train")))
     for _ in range(2):  # good steps first: Adam's moments are not zero, so a zeroed gradient would still move
         steps["gan"](batch)
-    snapshot = lambda: [v.numpy() for v in (*state.generator.trainable_variables, *state.discriminator.trainable_variables,  # noqa: E731
+    snapshot = lambda: [v.numpy() for v in (*state.generator.trainable_variables,  # noqa: E731
+                                            *state.discriminator.trainable_variables,
                                             *state.gen_opt.variables, *state.disc_opt.variables)]
     before = snapshot()
-    values = steps["gan"](batch | dict(colour=batch["colour"] * float("nan")))  # non-finite losses for D and both G updates
+    # non-finite losses for D and both G updates
+    values = steps["gan"](batch | dict(colour=batch["colour"] * float("nan")))
     assert (int(state.step), int(state.epoch_step), int(state.first_bad_step)) == (3, 3, 3)
     assert np.isnan(values["gen_loss"]) and np.isnan(values["disc_loss"])
     assert all(np.array_equal(a, b) for a, b in zip(before, snapshot()))  # weights, moments, Adam's step count
@@ -286,7 +288,8 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     for ours in (False, True):
         monkeypatch.setattr(cpu_kernels, "MATMUL_KERNEL_GRADIENT", ours)
         monkeypatch.setattr(cpu_kernels, "FUSED_BATCHNORM", ours)
-        state = training.create_train_state(cfg, tf.distribute.get_strategy())  # the same seed: the same weights and dropout
+        # the same seed: the same weights and dropout
+        state = training.create_train_state(cfg, tf.distribute.get_strategy())
         steps, evaluate = training.compile_steps(state)
         ops = [op.type for op in steps["gan"].get_concrete_function(batch).graph.get_operations()]
         losses = steps["gan"](batch)
@@ -301,7 +304,8 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     # convolution that BatchNorm follows has a gradient of pure rounding noise (BatchNorm subtracts
     # the mean), which Adam turns into up to lr per update either way; every other weight and
     # statistic (Keras' moving variance is the biased one) must agree to a tenth of a step.
-    noise = {f"{layer}/bias" for layer in [f"enc{i}" for i in range(5)] + [f"dec{i}" for i in range(4)] + ["conv1", "conv2", "conv3"]}
+    noise = {f"{layer}/bias"
+             for layer in [f"enc{i}" for i in range(5)] + [f"dec{i}" for i in range(4)] + ["conv1", "conv2", "conv3"]}
     differences = {name: float(np.max(np.abs(ours - keras_own)))
                    for (name, ours), (_, keras_own) in zip(variables, variables_keras)}
     assert max(d for name, d in differences.items() if name not in noise) < 0.1 * cfg.lr
@@ -365,7 +369,8 @@ def test_resume_finds_checkpoints_a_broken_state_file_hides_and_reads_all_of_one
     run_dir = tmp_path / "run"
     state = run_dir / "checkpoints" / "checkpoint"
     training.train(args("2"))
-    for content in ('model_checkpoint_path: "ckpt-99"\nall_model_checkpoint_paths: "ckpt-99"\n', "", "\x00\xff garbage"):
+    for content in ('model_checkpoint_path: "ckpt-99"\nall_model_checkpoint_paths: "ckpt-99"\n', "",
+                    "\x00\xff garbage"):
         state.write_text(content)  # it names no checkpoint that is there, names none, or cannot be parsed
         capsys.readouterr()
         steps = str(int(json.loads(open(run_dir / "history.jsonl").readlines()[-1])["step"]) + 1)
@@ -492,8 +497,10 @@ def test_a_run_moves_between_precisions_and_float16_keeps_its_loss_scale(tiny_fo
     objects = state.checkpointed()
     tf.train.Checkpoint(**objects).write(str(tmp_path / "new" / "ckpt-1"))
     earlier = {k: v for k, v in objects.items() if not k.endswith("loss_scale")}  # what earlier code saved
-    tf.train.Checkpoint(**{**earlier, "gen_opt": state.gen_opt, "disc_opt": state.disc_opt}).write(str(tmp_path / "old" / "ckpt-1"))
-    assert any(n.startswith("gen_opt/inner_optimizer/") for n, _ in tf.train.list_variables(str(tmp_path / "old" / "ckpt-1")))
+    tf.train.Checkpoint(**{**earlier, "gen_opt": state.gen_opt, "disc_opt": state.disc_opt}).write(
+        str(tmp_path / "old" / "ckpt-1"))
+    assert any(n.startswith("gen_opt/inner_optimizer/")
+               for n, _ in tf.train.list_variables(str(tmp_path / "old" / "ckpt-1")))
     for folder in ("new", "old"):
         scale, adam = restored(tmp_path / folder, "float16")
         assert scale == (64.0, 7) and all(np.array_equal(a, m) for a, m in zip(adam, moments)), folder
@@ -703,7 +710,8 @@ def test_a_sigterm_during_the_export_stops_it_with_one_line_and_the_same_command
     monkeypatch.undo()
     training.train(args)
     out = capsys.readouterr().out
-    assert "ckpt-1 at step 1" in out and "generator exported" in out and (tmp_path / "run" / "generator.keras").is_file()
+    assert ("ckpt-1 at step 1" in out and "generator exported" in out
+            and (tmp_path / "run" / "generator.keras").is_file())
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):

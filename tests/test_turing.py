@@ -229,7 +229,8 @@ def test_thirty_participants_starting_at_once_all_get_in_and_every_answer_is_kep
         thread.join(60)
     assert not errors, errors
     rows = read_rows(tmp_path / "results.jsonl")
-    assert sorted((r["participant"], r["trial"]) for r in rows) == sorted((f"p{i}", t) for i in range(30) for t in (1, 2, 3))
+    assert (sorted((r["participant"], r["trial"]) for r in rows)
+            == sorted((f"p{i}", t) for i in range(30) for t in (1, 2, 3)))
 
 
 def test_every_request_gets_an_answer_and_idle_connections_are_closed(serve, monkeypatch):

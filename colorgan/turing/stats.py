@@ -29,7 +29,8 @@ def read_results(paths: list[str]) -> list[dict]:
                     row = json.loads(line)
                     ok = isinstance(row, dict) and all(isinstance(row.get(k), t) for k, t in ROW_TYPES.items())
                     ok = ok and row["real_side"] in SIDES and row["choice"] in (*SIDES, None)
-                    ok = ok and math.isfinite(row["response_s"]) and row["response_s"] >= 0  # NaN would poison every mean
+                    # NaN would poison every mean
+                    ok = ok and math.isfinite(row["response_s"]) and row["response_s"] >= 0
                 except ValueError:
                     ok = False
                 if not ok:
