@@ -1,8 +1,8 @@
 """The methods side by side at one equal budget: train each on the same CIFAR-10 subset, then one
 test_eval.py table with the gray baseline.
 
-    python -m bench.methods --data ../shared/data/cifar10 [--train-images 6400] [--batch-size 64]
-        [--epochs 3] [--test-images 2000] [--work bench/results/methods] [--methods gan unet ...]
+    python -m studies.methods --data ../shared/data/cifar10 [--train-images 6400] [--batch-size 64]
+        [--epochs 3] [--test-images 2000] [--work studies/results/methods] [--methods gan unet ...]
 
 Every method gets --epochs epochs of --train-images images (the same iterations and images); the
 NoGAN staging spends them as 1 epoch of generator pretraining, 1 of discriminator pretraining and
@@ -57,7 +57,7 @@ def run(command: list[str]) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "cifar10"))
-    parser.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "methods"))
+    parser.add_argument("--work", default=os.path.join(ROOT, "studies", "results", "methods"))
     parser.add_argument("--train-images", type=int, default=6400)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="for every method (NoGAN: at least 3)")

@@ -1,11 +1,11 @@
 """Is a trained run really closer to the truth than leaving the image gray? Per-image CIEDE2000 (the
 input's L with the run's a and b, as test_eval.py --test-input colourises) minus gray's, on
-bench/quality.py's test images: the mean difference, its standard error, and the share of images
+studies/quality.py's test images: the mean difference, its standard error, and the share of images
 where the run is closer; and, paired the same way, whether colorgan's CIFAR-10 network classifies
 each image right in the run's colours and not in gray (the class-accuracy difference and its
 standard error).
 
-    python -m bench.against_gray [--runs bench/results/quality/runs/unet-ab ...] [--json OUT]
+    python -m studies.against_gray [--runs studies/results/quality/runs/unet-ab ...] [--json OUT]
 """
 import argparse
 import glob
@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from bench import quality
+from studies import quality
 from colorgan import color, evaluation, features, inference
 
 
@@ -35,7 +35,7 @@ def paired(mine: np.ndarray, gray: np.ndarray) -> tuple[float, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=sorted(glob.glob(os.path.join(quality.ROOT, "bench", "results",
+    parser.add_argument("--runs", nargs="+", default=sorted(glob.glob(os.path.join(quality.ROOT, "studies", "results",
                                                                                   "quality", "runs", "*"))))
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--dataset-path", default=os.path.join(quality.ROOT, "..", "shared", "data", "cifar10"))

@@ -1,8 +1,8 @@
 """Quality against compute: methods trained on CIFAR-10 at an equal budget of training images seen,
 evaluated at doubling points along the way, with the gray baseline.
 
-    python -m bench.quality [--budget-images 92000] [--methods gan-lab unet-lab ... "NAME=FLAGS"]
-        [--test-images 2000] [--dataset-path ../shared/data/cifar10] [--out bench/results/quality]
+    python -m studies.quality [--budget-images 92000] [--methods gan-lab unet-lab ... "NAME=FLAGS"]
+        [--test-images 2000] [--dataset-path ../shared/data/cifar10] [--out studies/results/quality]
 
 A method is a name and its train.py flags: the four defaults are the paper's GAN and its U-Net
 baseline, each predicting L, a, b (the authors) and a, b (the input's L kept); add your own as
@@ -196,7 +196,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128, help="the cifar10 preset's")
     parser.add_argument("--train-flags", default="", help="train.py flags for every method, e.g. "
                         "\"--mixed-precision bfloat16\" (a method's own flags win)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "quality"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "studies", "results", "quality"))
     args = parser.parse_args()
     if args.budget_images < args.batch_size or args.test_images < GRID_IMAGES:
         parser.error(f"--budget-images must be at least --batch-size; --test-images at least {GRID_IMAGES}")

@@ -1,8 +1,8 @@
 """The long runs side by side against issue 28's goals: per-pixel CIEDE2000 minus gray's (paired, with
-its standard error where bench/against_gray.py measured it), colourfulness, C2ST and FID-C10 against
+its standard error where studies/against_gray.py measured it), colourfulness, C2ST and FID-C10 against
 the images seen, from the quality.json and against_gray_<N>k.json files that each run's folder keeps.
 
-    python -m bench.long_runs [FOLDER ...] [--out docs/quality/long_runs/curves.png] [--json OUT]
+    python -m studies.long_runs [FOLDER ...] [--out docs/quality/long_runs/curves.png] [--json OUT]
 """
 import argparse
 import collections
@@ -11,7 +11,7 @@ import json
 import os
 import re
 
-from bench import quality
+from studies import quality
 from colorgan import plots
 
 LONG_RUNS = os.path.join(quality.ROOT, "docs", "quality", "long_runs")
