@@ -36,7 +36,7 @@ def colourise_folder(name: str, generator, cfg, render_size: int, count: int) ->
     import dataclasses
     import tempfile
 
-    from colorgan import images, inference
+    from colorgan import folders, images, inference
 
     paths = images.list_images(os.path.join(SHARED, "cifar10", "test"))
     paths = paths[::max(1, len(paths) // count)][:count]
@@ -49,12 +49,12 @@ def colourise_folder(name: str, generator, cfg, render_size: int, count: int) ->
         if "one by one" in name:  # what test_eval.py did before batching
             for i, path in enumerate(sorted(os.listdir(folder))):
                 rgb = images.read_image(os.path.join(folder, path))
-                images.write_png(inference.colorize_image(generator, cfg, rgb, render_size),
+                images.write_png(inference.Colorizer(generator, cfg).image(rgb, render_size),
                                  os.path.join(work, f"{i:05d}.png"))
         else:  # float32, or the precision auto picks on this machine (bfloat16 with native bfloat16)
             precision = "auto" if "auto" in name else "off"
-            inference.colorize_files(generator, dataclasses.replace(cfg, mixed_precision=precision), folder, out,
-                                     render_size)
+            folders.colorize_files(inference.Colorizer(generator, dataclasses.replace(cfg, mixed_precision=precision)),
+                                   folder, out, render_size)
         return time.perf_counter() - start
 
 
@@ -67,6 +67,7 @@ def run_case(name: str, dataset: str, repeats: int, render_size: int, folder_ima
 
     cfg = config.make_config(dataset=dataset)
     generator = models.build_generator(dataset)
+    colorizer = inference.Colorizer(generator, cfg)
     batch, h, w = cases(dataset)[name]
     rng = np.random.default_rng(0)
     times = []
@@ -77,10 +78,10 @@ def run_case(name: str, dataset: str, repeats: int, render_size: int, folder_ima
                     peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, repeats=1)
     if batch > 1:  # the evaluation path: a batch of test images through the generator
         gray = tf.constant(rng.uniform(-1, 1, (batch, h, w, 1)), tf.float32)
-        work = lambda: inference.colorize_batch(generator, cfg, gray).numpy()  # noqa: E731
+        work = lambda: colorizer.batch(gray).numpy()  # noqa: E731
     else:  # the photo path: full-resolution L kept, a and b from the generator, gamut fit
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        work = lambda: inference.colorize_image(generator, cfg, rgb, render_size)  # noqa: E731
+        work = lambda: colorizer.image(rgb, render_size)  # noqa: E731
     work()  # warm-up: traces and allocates
     for _ in range(repeats):
         start = time.perf_counter()
@@ -97,14 +98,15 @@ def compare_render_sizes(run: str, photos: str, limit: int) -> list:
     import colorgan  # noqa: F401
     from colorgan import images, inference, metrics
 
-    generator, cfg = inference.load_run(run)
+    colorizer = inference.load(run)
+    cfg = colorizer.config
     paths = images.list_images(photos)[:limit]
     rows = []
     for render in (0, cfg.image_size, 2 * cfg.image_size, 256):
         errors, start = [], time.perf_counter()
         for path in paths:
             rgb = images.read_image(path)
-            out = inference.colorize_image(generator, cfg, rgb, render)
+            out = colorizer.image(rgb, render)
             errors.append(float(metrics.mean_delta_e(rgb[None], out[None])[0]))
         rows.append(dict(render_size=render, mean_delta_e=float(np.mean(errors)), photos=len(paths),
                          seconds_per_photo=(time.perf_counter() - start) / len(paths)))

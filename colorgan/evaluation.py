@@ -10,7 +10,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from colorgan import color, data, features, files, inference, metrics, plots, progress, runs, sources
+from colorgan import color, data, features, files, folders, inference, metrics, plots, progress, runs, sources
 from colorgan.config import RUN_FLAGS, UserError, on_run, parse_command
 
 COLUMNS = [("acc", "acc@eps"), *[(f"acc@{e}", f"acc@{e}") for e in metrics.ACCURACY_EPS], ("ab_error_a", "|da|"),
@@ -66,20 +66,21 @@ def main(argv=None) -> dict | list:
     config = on_run(run_config, given, run_dir)
     if args.test_input:
         render = config.image_size if args.render_size is None else args.render_size
-        return inference.colorize_files(generator, config, args.test_input, args.test_output, render)
-    folders = [os.path.normpath(run_dir), *map(os.path.normpath, args.compare)]
-    if len({os.path.realpath(f) for f in folders}) < len(folders):
+        colorizer = inference.Colorizer(generator, config)
+        return folders.colorize_files(colorizer, args.test_input, args.test_output, render)
+    run_dirs = [os.path.normpath(run_dir), *map(os.path.normpath, args.compare)]
+    if len({os.path.realpath(f) for f in run_dirs}) < len(run_dirs):
         raise UserError("--compare names a run twice (or the evaluated run itself): give each run once")
-    names = [os.path.basename(f) for f in folders]
+    names = [os.path.basename(f) for f in run_dirs]
     if len(set(names)) < len(names):  # every run under the default --name is called CGAN: their paths tell them apart
-        names = folders
-    evaluated = [(names[0], generator, run_config)]
+        names = run_dirs
+    evaluated = [(names[0], inference.Colorizer(generator, run_config))]
     for name, path in zip(names[1:], args.compare):
         other, other_config = inference.load_run(path)
         if (other_config.dataset, other_config.image_size) != (config.dataset, config.image_size):
             raise UserError(f"{path} was trained on {other_config.dataset} at {other_config.image_size} px; "
                             f"{run_dir} on {config.dataset} at {config.image_size} px: not comparable")
-        evaluated.append((name, other, other_config))
+        evaluated.append((name, inference.Colorizer(other, other_config)))
     output = args.eval_output or os.path.join(work_dir, "eval")
     fid = metrics.inception_features(args.fid_weights) if args.fid_weights else None
     if not args.fid_weights:
@@ -108,10 +109,10 @@ def image_metrics(real, fake, acc_thresh: float) -> dict:
     return {k: np.asarray(v, np.float64).reshape(-1) for k, v in values.items()}
 
 
-def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
-    """Every metric for each run, for the gray baseline and (distribution metrics) for the truth
-    over the test split (bounded memory)."""
-    names = [name for name, _, _ in runs] + ["gray baseline"]
+def evaluate(evaluated, config, output: str, max_images: int = 0, fid=None) -> dict:
+    """Every metric for each (name, Colorizer) of evaluated, for the gray baseline and (distribution
+    metrics) for the truth over the test split (bounded memory)."""
+    names = [name for name, _ in evaluated] + ["gray baseline"]
     per_image = {name: {} for name in names}
     inception = {name: [] for name in names + [TRUTH]}
     network = features.network_for(config.dataset)  # the judge follows the test set: objects or scenes
@@ -124,7 +125,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
         gray, real, index = batch["gray"], batch["rgb"], batch["index"]
         if max_images:
             gray, real, index = gray[:max_images - seen], real[:max_images - seen], index[:max_images - seen]
-        fakes = {name: color.to_uint8(inference.colorize_batch(g, c, gray)) for name, g, c in runs}
+        fakes = {name: color.to_uint8(colorizer.batch(gray)) for name, colorizer in evaluated}
         fakes["gray baseline"] = inference.gray_to_rgb(gray)
         for name, fake in [*fakes.items(), (TRUTH, real)]:
             if name != TRUTH:
@@ -166,7 +167,7 @@ def evaluate(runs, config, output: str, max_images: int = 0, fid=None) -> dict:
     os.makedirs(output, exist_ok=True)
     histogram = plots.delta_e_histogram({n: per_image[n]["delta_e"] for n in names},
                                         os.path.join(output, "delta_e_histogram.png"))
-    grid = best_median_worst(runs[0], config, per_image[names[0]]["delta_e"],
+    grid = best_median_worst(evaluated[0], config, per_image[names[0]]["delta_e"],
                              os.path.join(output, "best_median_worst.png"))
     return {"images": seen, "dataset": data.describe(config, "test"), "acc_thresh": config.acc_thresh,
             "feature_network": network,
@@ -198,7 +199,7 @@ def feature_metrics(fake: dict, real: dict, labels, network: str = "cifar10") ->
 
 def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: int = 3) -> str:
     """Gray | original | colourised for the lowest, median and highest per-image dE00."""
-    name, generator, run_config = run
+    name, colorizer = run
     order = np.argsort(delta_e, kind="stable")
     middle = len(order) // 2
     chosen = [*order[:per_group], *order[max(0, middle - per_group // 2):][:per_group], *order[-per_group:]]
@@ -208,7 +209,7 @@ def best_median_worst(run, config, delta_e: np.ndarray, path: str, per_group: in
         gray, real = batch["gray"], batch["rgb"]
         hits = [i for i in range(len(gray)) if offset + i in wanted]
         if hits:
-            fake = color.to_uint8(inference.colorize_batch(generator, run_config, tf.gather(gray, hits))).numpy()
+            fake = color.to_uint8(colorizer.batch(tf.gather(gray, hits))).numpy()
             for n, i in enumerate(hits):
                 picked[offset + i] = (inference.gray_to_rgb(gray[i:i + 1])[0], real[i].numpy(), fake[n])
         offset += len(gray)

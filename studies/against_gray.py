@@ -48,9 +48,8 @@ def main():
           "standard error |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for run in args.runs:
-        generator, config = inference.load_run(run)
-        mine, right = per_image(batches, lambda g: color.to_uint8(inference.colorize_batch(generator, config, g, True)),
-                                reference["labels"])
+        colorizer = inference.load(run)
+        mine, right = per_image(batches, lambda g: color.to_uint8(colorizer.batch(g, True)), reference["labels"])
         (minus_gray, error), (acc_gain, acc_error) = paired(mine, gray), paired(right, gray_right)
         rows.append(dict(run=os.path.basename(os.path.normpath(run)), mean=float(mine.mean()), minus_gray=minus_gray,
                          standard_error=error, closer_share=float((mine < gray).mean()), class_acc=float(right.mean()),

@@ -158,9 +158,8 @@ def measure(args):
     spent = json.load(open(os.path.join(args.out, "spent.json")))
     for name, mine in spent.items():
         for point, info in sorted(mine["points"].items(), key=lambda item: int(item[0])):
-            generator, run_config = inference.load_run(os.path.join(args.out, "points", name, f"cpu{int(point):03d}"))
-            colorize = lambda gray: color.to_uint8(  # noqa: E731
-                inference.colorize_batch(generator, run_config, gray, keep_l=True)).numpy()
+            colorizer = inference.load(os.path.join(args.out, "points", name, f"cpu{int(point):03d}"))
+            colorize = lambda gray: color.to_uint8(colorizer.batch(gray, keep_l=True)).numpy()  # noqa: E731
             row = {"method": name, "cpu_point": int(point), **info, **figures(per_image(batches, colorize, scenes),
                                                                               gray, truth, labels)}
             results["rows"].append(row)

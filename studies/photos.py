@@ -50,13 +50,13 @@ def main():
     grid = {"gray input": [inference.grayscale(rgb) for rgb in shown]}
     for item in args.models:
         run_dir, _, sizes = item.partition("@")
-        generator, config = inference.load_run(run_dir)
-        for n, size in enumerate(int(s) for s in (sizes or str(config.image_size)).split(",")):
+        colorizer = inference.load(run_dir)
+        for n, size in enumerate(int(s) for s in (sizes or str(colorizer.config.image_size)).split(",")):
             name = f"{os.path.basename(os.path.normpath(run_dir))} @ {size or 'full'} px"
-            rows[name] = per_photo(photos, lambda rgb: inference.colorize_image(generator, config, rgb, size))
+            rows[name] = per_photo(photos, lambda rgb: colorizer.image(rgb, size))
             print(f"{name}: dE00 {rows[name]['delta_e'].mean():.2f}", flush=True)
             if n == 0:
-                grid[name] = [inference.colorize_image(generator, config, rgb, size) for rgb in shown]
+                grid[name] = [colorizer.image(rgb, size) for rgb in shown]
     first = next(name for name in rows if name != "gray")
     table = {"photos": args.photos, "count": len(photos), "truth_colourfulness": truth, "rows": {}}
     for name, values in rows.items():

@@ -232,9 +232,9 @@ def main():
             mine = [r for r in results["points"] if r["method"] == name and r["steps"] == steps]
             if mine and not any(r.get("batchnorm") == REESTIMATED for r in mine):
                 training.train(config)  # measured before export re-estimated BatchNorm: export again
-            generator, run_config = inference.load_run(config.run_dir)
-            colorize = lambda gray, keep_l: color.to_uint8(  # noqa: E731
-                inference.colorize_batch(generator, run_config, gray, keep_l))
+            colorizer = inference.load(config.run_dir)
+            run_config = colorizer.config
+            colorize = lambda gray, keep_l: color.to_uint8(colorizer.batch(gray, keep_l))  # noqa: E731
             if not any(r.get("batchnorm") == REESTIMATED for r in mine):
                 own = measure(batches, lambda gray: colorize(gray, False), truth, reference)
                 user = measure(batches, lambda gray: colorize(gray, True), truth, reference)

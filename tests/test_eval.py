@@ -11,7 +11,7 @@ from PIL import Image
 import keras
 import tensorflow as tf
 
-from colorgan import color, config, data, evaluation, files, images, inference, metrics, models
+from colorgan import color, config, data, evaluation, files, folders, images, inference, metrics, models
 from tests.conftest import CIFAR
 
 
@@ -82,8 +82,9 @@ def test_batches_keep_the_input_lightness_when_asked(trained):
     gray = next(iter(data.make_dataset(cfg, "test")))["gray"]
     L_in = color.denormalize_lab(tf.concat([gray, tf.zeros_like(gray), tf.zeros_like(gray)], -1))[..., 0]
     lightness = lambda rgb: color.rgb_to_lab(rgb)[..., 0]  # noqa: E731
-    own = lightness(inference.colorize_batch(generator, cfg, gray))
-    kept = lightness(inference.colorize_batch(generator, cfg, gray, keep_l=True))
+    colorizer = inference.Colorizer(generator, cfg)
+    own = lightness(colorizer.batch(gray))
+    kept = lightness(colorizer.batch(gray, keep_l=True))
     assert np.abs(kept - L_in).max() < 0.05  # only chroma is fitted into the gamut
     assert np.abs(own - L_in).mean() > 1.0  # a one-step generator's own L is far off: the test can fail
 
@@ -109,9 +110,9 @@ def test_colourise_photos_keeps_size_and_lightness(trained, photo_zoo, tmp_path,
 
 
 def test_outputs_never_overwrite_inputs(trained, photo_zoo):
-    generator, run_config = inference.load_run(str(trained / "runs" / "run"))
+    colorizer = inference.load(str(trained / "runs" / "run"))
     (photo_zoo / "keep.png").write_bytes(b"precious")
-    failed = inference.colorize_files(generator, run_config, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
+    failed = folders.colorize_files(colorizer, str(photo_zoo / "keep.png"), str(photo_zoo), 32)
     assert failed and "overwrite an input" in failed[0]
     assert (photo_zoo / "keep.png").read_bytes() == b"precious"
 
@@ -124,16 +125,17 @@ def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, phot
     photo = images.read_image(str(photos[1]))
     Image.fromarray(photo).save(tmp_path / "in" / "photo.png")  # another size: a batch of its own
     cfg = dataclasses.replace(cfg, batch_size=8, mixed_precision="bfloat16")  # emulated where not native
-    assert inference.colorize_files(generator, cfg, str(tmp_path / "in"), str(tmp_path / "out"), 32) == []
-    reduced, precision = inference.in_precision(generator, cfg)
-    assert precision.startswith("bfloat16") and reduced.get_layer("enc1").compute_dtype == "bfloat16"
+    colorizer = inference.Colorizer(generator, cfg)
+    assert folders.colorize_files(colorizer, str(tmp_path / "in"), str(tmp_path / "out"), 32) == []
+    reduced, precision = colorizer.in_precision()
+    assert precision.startswith("bfloat16") and reduced.generator.get_layer("enc1").compute_dtype == "bfloat16"
     moved, coloured = [], []
     for path in sorted((tmp_path / "in").iterdir()):
         rgb = images.read_image(str(path))
-        alone = inference.colorize_image(reduced, cfg, rgb, 32)
+        alone = reduced.image(rgb, 32)
         batched = np.asarray(Image.open(tmp_path / "out" / path.name))
         assert np.abs(alone.astype(int) - batched).max() <= 1, path.name
-        in_float32 = inference.colorize_image(generator, cfg, rgb, 32)[None]
+        in_float32 = colorizer.image(rgb, 32)[None]
         moved.append(float(metrics.mean_delta_e(in_float32, batched[None])[0]))
         coloured.append(float(metrics.mean_delta_e(in_float32,
                                                    inference.gray_to_rgb(color.preprocess(in_float32)[0]))[0]))
@@ -176,7 +178,7 @@ def test_large_photo_is_rendered_within_the_pixel_budget(trained):
         shapes.append(tuple(gray.shape))
         return generator(gray, training=training)
 
-    out = inference.colorize_image(spy, run_config, big, render_size=0)
+    out = inference.Colorizer(spy, run_config).image(big, render_size=0)
     assert out.shape == big.shape and out.dtype == np.uint8
     (_, h, w, _), = shapes
     assert h * w <= inference.MAX_RENDER_PIXELS * 1.05 and h * w > 0.9 * inference.MAX_RENDER_PIXELS
@@ -192,8 +194,9 @@ def test_a_long_strip_is_rendered_within_the_pixel_budget_at_any_render_size(tra
         shapes.append(tuple(gray.shape))
         return generator(gray, training=training)
 
+    colorizer = inference.Colorizer(spy, run_config)
     for render_size in (32, 256, 0):  # the shorter side scaled to 32 alone would make 102 megapixels
-        assert inference.colorize_image(spy, run_config, strip, render_size).shape == strip.shape
+        assert colorizer.image(strip, render_size).shape == strip.shape
         (_, h, w, _), = shapes[-1:]
         assert h * w <= inference.MAX_RENDER_PIXELS, (render_size, h, w)
 

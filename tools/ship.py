@@ -27,12 +27,12 @@ def photos_grid(run_dir: str, path: str, photos=PHOTOS, render_size: int = 0) ->
     """gray input | the model (rendered at render_size, default its training size; the input's L
     kept) | original, for the card and the README."""
     from colorgan import images, inference, plots
-    generator, config = inference.load_run(run_dir)
-    render = render_size or config.image_size
+    colorizer = inference.load(run_dir)
+    render = render_size or colorizer.config.image_size
     rgbs = [images.read_image(photo) for photo in photos]
     return plots.image_grid({"gray input": [inference.grayscale(rgb) for rgb in rgbs],
                              f"{os.path.basename(run_dir)} (colour at {render} px, L kept)":
-                                 [inference.colorize_image(generator, config, rgb, render) for rgb in rgbs],
+                                 [colorizer.image(rgb, render) for rgb in rgbs],
                              "original": rgbs}, path, f"BSDS300 photos colourised by {os.path.basename(run_dir)}")
 
 

@@ -69,7 +69,7 @@ def main(argv=None):
     files.check_writable(os.path.dirname(os.path.abspath(results)), "--results")  # before the work
     start = time.time()
     with stopping.interruptible():  # a Ctrl-C here must not end up serving
-        items = prepare_items(generator, config, options.turing_test_size, options.display_size)
+        items = prepare_items(inference.Colorizer(generator, config), options.turing_test_size, options.display_size)
     print(f"prepared {len(items)} trials in {time.time() - start:.1f} s")
     if not options.results:
         os.makedirs(work_dir, exist_ok=True)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from colorgan import files
-from colorgan.config import Config, UserError
+from colorgan.config import UserError
 from colorgan.turing.stats import SIDES, read_results
 
 GRACE = 0.5  # seconds an answer may arrive after its pair disappeared (network, drawing)
@@ -50,10 +50,11 @@ def _describe(full, source, index: int, root: str) -> tuple[str, str]:
     return os.path.relpath(path, root), folder if folder not in ("", "test", "val_256") else "unknown"
 
 
-def prepare_items(generator, config: Config, size: int, display_size: int = 256) -> list[Item]:
+def prepare_items(colorizer, size: int, display_size: int = 256) -> list[Item]:
     """size test images, spread over the split (every class of a class-ordered
     folder) and read as evaluation reads them, with their colourisations as display-size PNGs."""
-    from colorgan import color, data, inference, sources
+    from colorgan import color, data, sources
+    config = colorizer.config
     full = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
     source = sources.spread(full, size)
     skipped = data.Skipped()
@@ -61,7 +62,7 @@ def prepare_items(generator, config: Config, size: int, display_size: int = 256)
     batches = data.make_dataset(dataclasses.replace(config, batch_size=32), "test", skipped=skipped, source=source)
     items = []
     for batch in batches:
-        fake = color.to_uint8(inference.colorize_batch(generator, config, batch["gray"])).numpy()
+        fake = color.to_uint8(colorizer.batch(batch["gray"])).numpy()
         for i, r, f in zip(batch["index"].numpy(), batch["rgb"].numpy(), fake):
             items.append(Item(*_describe(full, source, int(i), config.dataset_path or "."),
                               to_png(r, display_size), to_png(f, display_size)))
