@@ -1,6 +1,9 @@
 import pathlib
+import socket
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import colorgan  # noqa: F401  (TensorFlow's environment first)
 
@@ -69,6 +72,44 @@ def trained(tmp_path_factory):
             "--name", name, "--batch-size", "4", "--sample-size", "2", "--max-steps", "1", "--validate", "false",
             "--mixed-precision", "off", "--width", "0.125", *extra]))
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """32 train and 8 test colour images of 32x32, written as PNG files."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 32), ("test", 8)):
+        (root / split).mkdir()
+        for i in range(n):
+            y, x = np.mgrid[0:32, 0:32]
+            base = rng.integers(0, 256, 3)
+            image = (base + np.dstack([x * 4, y * 4, (x + y) * 2])) % 256
+            Image.fromarray(image.astype(np.uint8)).save(root / split / f"{i:03d}.png")
+    return root
+
+
+# The paper's networks at an eighth of their channels: what these tests check (resuming, signals,
+# phases, errors) does not depend on the width, and each step and checkpoint costs 1/64 as much.
+TINY = ["--width", "0.125"]
+
+
+def tiny_args(folder, run_dir, *extra):
+    return ["--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(run_dir),
+            "--name", "run", "--batch-size", "4", "--sample-size", "2", "--log-interval", "1",
+            "--save-interval", "1", "--sample-interval", "1000", "--validate", "false",
+            "--mixed-precision", "off", *TINY, *extra]  # the same numbers on every host
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the marks to group

@@ -20,8 +20,7 @@ from PIL import Image
 import train as train_py
 from colorgan import evaluation, files, sources
 from colorgan.config import UserError
-from tests.conftest import ROOT
-from tests.test_training import tiny_args
+from tests.conftest import ROOT, tiny_args
 
 
 def one_line_error(call, match: str):
@@ -107,7 +106,7 @@ def test_a_tf_config_port_in_use(folder, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("stop, index", [("SIGTERM", 0), ("timeout", 0), ("timeout", 1)])  # 0: the leader
 def test_a_worker_whose_peers_never_start_says_so_and_stops(folder, tmp_path, stop, index):
-    from tests.test_training import free_ports
+    from tests.conftest import free_ports
     ports = free_ports(2)
     other = ports[1 - index]
     env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CONFIG=json.dumps(

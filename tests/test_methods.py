@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from colorgan import config, evaluation, models, resume, training
 from colorgan.config import UserError
-from tests.test_training import tiny_args, tiny_folder  # noqa: F401  (a fixture)
+from tests.conftest import tiny_args
 
 
 def train(folder, root, name, *extra):

@@ -215,3 +215,35 @@ def test_inception_features_runs_with_random_weights():
     assert out.shape == (2, 2048) and np.all(np.isfinite(out))
     assert not np.allclose(out[0], out[1])  # two images, two feature vectors
     np.testing.assert_allclose(features(images[::-1]).numpy(), out[::-1], rtol=1e-5, atol=1e-6)  # per image
+
+
+def test_frechet_distance_is_zero_on_itself_and_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    assert abs(metrics.frechet_distance(x, x)) < 1e-6
+    # N(m1, diag(s1)) against N(m2, diag(s2)): |m1 - m2|^2 + sum(s1 + s2 - 2 sqrt(s1 s2)), by hand
+    m1, m2, s1, s2 = np.array([0.0, 1, 2]), np.array([1.0, 1, 0]), np.array([1.0, 4, 9]), np.array([4.0, 1, 1])
+    closed = np.sum((m1 - m2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))  # 5 + (1 + 1 + 4) = 11
+    a = m1 + rng.normal(size=(200_000, 3)) * np.sqrt(s1)
+    b = m2 + rng.normal(size=(200_000, 3)) * np.sqrt(s2)
+    assert closed == 11 and metrics.frechet_distance(a, b) == pytest.approx(closed, abs=0.1)
+
+
+def test_c2st_is_chance_on_one_distribution_and_certain_on_two_apart():
+    rng = np.random.default_rng(0)
+    same = metrics.c2st(rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16)))
+    assert abs(same["accuracy"] - 0.5) < 3 * same["stderr"] + 0.01 and abs(same["fooled"] - 0.5) < 0.06
+    apart = metrics.c2st(rng.normal(size=(500, 16)), rng.normal(size=(500, 16)) + 2.0)  # 8 sd apart
+    assert apart["accuracy"] > 0.98 and apart["fooled"] < 0.02
+    # paired: the colourisation of each image is its truth moved a little, always the same way
+    real = rng.normal(size=(500, 16))
+    pairs = metrics.c2st(real, real + 0.3)
+    assert pairs["fooled"] < 0.05 < pairs["accuracy"] - 0.5  # easier told apart in pairs than one by one
+
+
+def test_mae_rgb_by_hand():
+    real = np.full((2, 4, 4, 3), 10, np.uint8)
+    fake = real.copy()
+    fake[0] += 3
+    fake[1, :2] = 30  # half the pixels 20 off
+    np.testing.assert_allclose(metrics.mae_rgb(real, fake).numpy(), [3.0, 10.0])

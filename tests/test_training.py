@@ -6,49 +6,20 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import keras
 import tensorflow as tf
 
-from colorgan import config, cpu_kernels, data, devices, images, losses, models, resume, stopping, training
-from tests.conftest import CIFAR, ROOT
+from colorgan import config, cpu_kernels, data, images, losses, models, resume, stopping, training
+from tests.conftest import CIFAR, ROOT, free_ports, tiny_args
 
 READ_IMAGE = images.read_image
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """32 train and 8 test colour images of 32x32, written as PNG files."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 32), ("test", 8)):
-        (root / split).mkdir()
-        for i in range(n):
-            y, x = np.mgrid[0:32, 0:32]
-            base = rng.integers(0, 256, 3)
-            image = (base + np.dstack([x * 4, y * 4, (x + y) * 2])) % 256
-            Image.fromarray(image.astype(np.uint8)).save(root / split / f"{i:03d}.png")
-    return root
-
-
-# The paper's networks at an eighth of their channels: what these tests check (resuming, signals,
-# phases, errors) does not depend on the width, and each step and checkpoint costs 1/64 as much.
-TINY = ["--width", "0.125"]
-
-
-def tiny_args(folder, run_dir, *extra):
-    return ["--dataset", "cifar10", "--dataset-path", str(folder), "--checkpoints-path", str(run_dir),
-            "--name", "run", "--batch-size", "4", "--sample-size", "2", "--log-interval", "1",
-            "--save-interval", "1", "--sample-interval", "1000", "--validate", "false",
-            "--mixed-precision", "off", *TINY, *extra]  # the same numbers on every host
 
 
 def train_process(args, **kwargs):
@@ -67,19 +38,6 @@ def run_to_end(args, timeout=300):
 def generator_weights(run_dir):
     model = keras.saving.load_model(os.path.join(run_dir, "run", "generator.keras"), compile=False)
     return [w.numpy() for w in model.weights]
-
-
-def test_training_curves_draw_tensorboards_smoothing_over_the_logged_values(tmp_path):
-    from colorgan import plots
-    assert plots.smooth([5.0] * 10) == pytest.approx([5.0] * 10)  # debiased: no ramp up from 0
-    assert plots.smooth([1.0, 0.0], 0.9) == pytest.approx([1.0, 0.09 / 0.19])
-    noisy = 2.0 + np.random.default_rng(0).normal(0, 1, 2000)
-    assert np.std(plots.smooth(noisy)[100:]) < 0.3 * np.std(noisy)
-    history = tmp_path / "history.jsonl"
-    history.write_text("".join(json.dumps({"split": "train", "step": i, "phase": "gan", "gen_l1": float(v)}) + "\n"
-                               for i, v in enumerate(noisy[:50], 1)))
-    plots.training_curves(str(history), str(tmp_path / "curves.png"))
-    assert Image.open(tmp_path / "curves.png").size == (1600, 320)
 
 
 def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
@@ -147,25 +105,6 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
     assert len(sn) == 5 and all(np.isfinite(float(v)) for v in values.values())
     assert all(not np.array_equal(b, l.vector_u.numpy()) for b, l in zip(before, sn))  # its power iteration ran
     assert state.ab_table is not None and state.inference_generator is state.generator_ema
-
-
-def test_auto_precision_follows_the_device(monkeypatch):
-    cfg = config.make_config()
-    monkeypatch.setattr(devices, "cpu_bfloat16_flags", lambda: ["avx512_bf16"])
-    policy, reason = devices.precision_policy(cfg)
-    assert policy == "mixed_bfloat16" and "avx512_bf16" in reason
-    monkeypatch.setattr(devices, "cpu_bfloat16_flags", lambda: [])
-    assert devices.precision_policy(cfg)[0] == "float32"
-    assert devices.precision_policy(config.make_config(mixed_precision="bfloat16"))[0] == "mixed_bfloat16"
-
-
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
-    assert devices.cpu_bfloat16_flags(str(cpuinfo)) == ["avx512_bf16"]
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert devices.cpu_bfloat16_flags(str(cpuinfo)) == []
-    assert devices.cpu_bfloat16_flags(str(tmp_path / "missing")) == []
 
 
 def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
@@ -564,16 +503,6 @@ def test_two_logical_devices_give_the_same_update_as_one():
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "2 {" in result.stdout and "1 {" in result.stdout
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start_workers(args, logs):
