@@ -104,6 +104,7 @@ def test_a_tf_config_port_in_use(folder, tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop, index", [("SIGTERM", 0), ("timeout", 0), ("timeout", 1)])  # 0: the leader
 def test_a_worker_whose_peers_never_start_says_so_and_stops(folder, tmp_path, stop, index):
     from tests.conftest import free_ports
@@ -306,6 +307,7 @@ def test_same_stem_inputs_get_distinct_outputs(trained, tmp_path, capsys):
     assert "keep their extension" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--save-interval", "0", "--checkpoints-path",
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -313,6 +315,7 @@ def test_the_command_line_shows_one_line_and_no_traceback(tmp_path):
     assert result.stderr.strip() == "error: --save-interval must be at least 1 (got 0)"
 
 
+@pytest.mark.slow
 def test_a_checkpoints_path_that_cannot_be_written_is_one_line(folder, tmp_path):
     if os.geteuid() == 0:  # root writes past any mode bits: the kernel's own folder refuses it
         target = "/sys/colorgan-test/runs"
@@ -342,6 +345,7 @@ def test_a_second_ctrl_c_while_training_saves_is_one_line(capsys):
     assert "Traceback" not in err and "resumes from its last checkpoint" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
     inputs = tmp_path / "photos"
     inputs.mkdir()
@@ -365,6 +369,7 @@ def test_ctrl_c_during_test_eval_is_one_line(tmp_path, photos):
     assert not [p for p in (tmp_path / "out").rglob("*") if files.DEBRIS.fullmatch(p.name)]  # no half-written file
 
 
+@pytest.mark.slow
 def test_an_empty_folder_is_one_line_after_no_tensorflow_log(tmp_path):
     (tmp_path / "empty").mkdir()
     command = [sys.executable, "train.py", "--dataset", "folder", "--dataset-path", str(tmp_path / "empty"),
@@ -406,6 +411,7 @@ def test_a_refused_run_leaves_nothing_and_blocks_no_name(folder, tmp_path):
     assert (runs / "gray" / "generator.keras").is_file()
 
 
+@pytest.mark.slow
 def test_sigterm_while_test_eval_writes_is_one_line_and_leaves_no_partial_file(tmp_path, photos):
     inputs = tmp_path / "photos"
     inputs.mkdir()
@@ -427,6 +433,7 @@ def test_sigterm_while_test_eval_writes_is_one_line_and_leaves_no_partial_file(t
     assert not [p for p in (tmp_path / "out").rglob(".*")]  # no hidden partial file
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     process = subprocess.Popen([sys.executable, "train.py", "--help"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -53,6 +53,7 @@ def test_help_explains_every_flag(capsys):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, own", [("train.py", "--fresh"), ("test_eval.py", "--test-input"),
                                           ("test_turing.py", "--turing-test-delay")])
 def test_each_commands_own_flags_come_first_in_its_help(command, own):

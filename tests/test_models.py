@@ -210,6 +210,7 @@ def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
                                rtol=tolerance, atol=tolerance * 10)  # inference: Keras' own path, the same statistics
 
 
+@pytest.mark.slow
 def test_a_saved_generator_is_made_of_keras_own_layers_and_loads_without_colorgan(tmp_path):
     generator = build_generator("cifar10", out_channels=2, width=0.125)
     generator(gray(4, 32, 32), training=True)  # moving statistics that differ from the initial ones

@@ -76,6 +76,7 @@ def test_train_refuses_to_write_into_the_shipped_model(no_run_of_their_own):
     assert not os.path.exists(os.path.join(shipped, ".CGAN.lock"))
 
 
+@pytest.mark.slow
 def test_the_turing_test_serves_the_shipped_model_in_a_clone(no_run_of_their_own):
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "test_turing.py"), "--dataset-path", str(CIFAR), "--turing-test-size", "4",

@@ -107,6 +107,7 @@ def test_the_discriminators_rate_is_lr_times_disc_lr_ratio_and_the_recipe_flags_
     assert state.ab_table is not None and state.inference_generator is state.generator_ema
 
 
+@pytest.mark.slow
 def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterrupted_run(tiny_folder, tmp_path):
     # 32 images / batch 4 = 8 steps an epoch: 12 steps cross an epoch end after the kill.
     steps = ["--max-steps", "12", "--epochs", "2"]
@@ -148,6 +149,7 @@ def test_train_py_writes_everything_and_a_sigkill_then_resume_equals_an_uninterr
     assert resumed <= max(10 * noise, 1e-5), (resumed, noise)
 
 
+@pytest.mark.slow
 def test_a_sigterm_saves_after_the_step_and_validation_runs_every_validate_interval(tiny_folder, tmp_path):
     args = tiny_args(tiny_folder, tmp_path, "--max-steps", "1000", "--save-interval", "1000", "--validate", "true",
                      "--validate-interval", "2")
@@ -363,6 +365,7 @@ def in_tensorflows_own_kernels(request) -> bool:
     return False
 
 
+@pytest.mark.slow  # a child process with oneDNN off
 def test_float16_with_loss_scaling_updates_as_float32_does(request):
     """auto's choice on every GPU, run on the CPU: the scaled loss must reach the gradients (a loss
     scaled outside the tape has none), the updates are float32's, unscaled, and a scale too large
@@ -403,6 +406,7 @@ def test_float16_with_loss_scaling_updates_as_float32_does(request):
     assert agree.mean() > 0.7, agree.mean()
 
 
+@pytest.mark.slow  # a child process with oneDNN off
 def test_a_run_moves_between_precisions_and_float16_keeps_its_loss_scale(tiny_folder, tmp_path, capsys, request):
     """A CPU's float32 or bfloat16 run continues on a GPU in float16 (what auto picks there), and back;
     float16 checkpoints of the earlier layout (the LossScaleOptimizer saved whole) still resume."""
@@ -498,6 +502,7 @@ sys.exit(0 if difference < 1e-4 * update else 1)
 """
 
 
+@pytest.mark.slow
 def test_two_logical_devices_give_the_same_update_as_one():
     result = subprocess.run([sys.executable, "-c", TWO_DEVICES], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
@@ -526,6 +531,7 @@ def finish(processes, logs):
     return outputs
 
 
+@pytest.mark.slow
 def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_they_resume(tiny_folder, tmp_path):
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     workers = start_workers(tiny_args(tiny_folder, tmp_path, "--max-steps", "400"), logs)
@@ -590,6 +596,7 @@ def test_each_worker_reads_only_its_share_and_a_resumed_epoch_skips_unread(tiny_
     assert resumed == second[4:] and read_resumed == 12
 
 
+@pytest.mark.slow
 def test_importing_colorgan_starts_no_tensorflow_runtime():
     # MultiWorkerMirroredStrategy and logical devices must be configured before TensorFlow's
     # runtime starts; a TF op at import time (a module-level tf.constant) starts it.
@@ -602,6 +609,7 @@ def test_importing_colorgan_starts_no_tensorflow_runtime():
     assert result.returncode == 0 and "configurable" in result.stdout, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_used_by_one_process_at_a_time(tiny_folder, tmp_path):
     cfg = config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1"))
     with resume.locked(cfg):  # as a train.py already running on the folder holds it

@@ -619,6 +619,7 @@ def expected_line(rows):
             sum(r["response_s"] for r in answered) / a]
 
 
+@pytest.mark.slow
 def test_a_session_in_headless_chromium(trained, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
