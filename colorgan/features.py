@@ -274,6 +274,30 @@ def train(args) -> dict:
     return metadata
 
 
+def judge_figures(network: str, dataset_path: str, cache: str = "") -> dict:
+    """Can the shipped network judge colour? On its test split: top-1 in colour and in gray, and, in
+    its metric features, C2ST and FID of gray against the truth and of the truth's two halves."""
+    from colorgan import evaluation, metrics
+    spec = NETWORKS[network]
+    x, y, _, description = labelled_split(spec, dataset_path, "test", cache)
+    gray = inference.gray_to_rgb(color.preprocess(x)[0])
+    seen = {}
+    for name, rgb in (("truth", x), ("gray", gray)):
+        parts = [logits_and_features(rgb[i:i + 500], network) for i in range(0, len(rgb), 500)]
+        seen[name] = {"logits": np.concatenate([p[0] for p in parts]),
+                      "features": np.concatenate([p[1] for p in parts])}
+    halves = evaluation.halves(seen["truth"])
+    against_gray = metrics.c2st(seen["truth"]["features"], seen["gray"]["features"])
+    between_halves = metrics.c2st(halves[0]["features"], halves[1]["features"])
+    return {"source": description, "images": len(x),
+            "top1_colour": float(np.mean(np.argmax(seen["truth"]["logits"], -1) == y)),
+            "top1_gray": float(np.mean(np.argmax(seen["gray"]["logits"], -1) == y)),
+            "c2st_gray": against_gray["accuracy"], "c2st_gray_stderr": against_gray["stderr"],
+            "c2st_halves": between_halves["accuracy"], "c2st_halves_stderr": between_halves["stderr"],
+            "fid_gray": metrics.frechet_distance(seen["gray"]["features"], seen["truth"]["features"]),
+            "fid_halves": metrics.frechet_distance(halves[0]["features"], halves[1]["features"])}
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The images committed with the tests that each network's metadata records its predictions on
 FIXTURES = {"cifar10": os.path.join(ROOT, "tests", "data", "cifar10", "test"),
@@ -306,11 +330,21 @@ def main(argv=None):
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixed-precision", default="auto", choices=("auto", "off", "bfloat16"))
+    parser.add_argument("--measure", action="store_true", help="only measure the shipped network on its test split "
+                        "(accuracy in colour and gray, C2ST and FID of gray and of the truth's halves) into its JSON")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0 or args.seed < 0:
         parser.error("--epochs and --batch-size must be at least 1, --lr positive, --seed not negative")
     try:
-        train(args)
+        if args.measure:
+            spec = NETWORKS[args.network]
+            metadata = json.load(open(spec.metadata))
+            metadata["judge"] = judge_figures(args.network, args.dataset_path,
+                                              os.path.join(args.out, f"test_{spec.size}px.npz"))
+            files.write_text(spec.metadata, json.dumps(metadata, indent=1) + "\n")
+            print(json.dumps(metadata["judge"], indent=1))
+        else:
+            train(args)
     except UserError as error:
         sys.exit(f"error: {error}")
 
