@@ -2,14 +2,17 @@
 CPU-minutes at every point, their generators kept at each point for measuring.
 
     python -m studies.photo_recipe train --dataset-path DIR --out OUT [--points 10 20 40] [--methods ...]
+    python -m studies.photo_recipe long --methods NAME --dataset-path DIR --out OUT --points 100 200 400
     python -m studies.photo_recipe measure --dataset-path DIR --out OUT [--test-images 2000]
 
 train: each method ("NAME=train.py flags") advances to the next point of CPU-minutes before any goes
 further, so that stopping at any time leaves comparable points; the same command again continues
 from the checkpoints. A point's steps come from the method's CPU per step measured so far (the first
-from --first-guess), and the CPU-minutes it really took are recorded: OUT/spent.json. Each point's
-exported generator (float32, BatchNorm re-estimated) is copied to OUT/points/NAME/cpuMM/ with its
+from FIRST_GUESS), and the CPU-minutes it really took are recorded: OUT/spent.json. Each point's
+exported generator (float32, BatchNorm re-estimated) is copied to OUT/points/NAME/cpuMMM/ with its
 config.json, a run that test_eval.py can load.
+
+long: one method trained on, resumably, to points counted in thousands of images (imgNNNNk/).
 
 measure: every point's generator on the same test images spread over MiniPlaces val, the input's L
 kept: CIEDE2000 paired against gray (mean and standard error), colourfulness against the truth's,
@@ -19,6 +22,7 @@ and the scene network's FID, scene accuracy, C2ST and fooled where it has been t
 import argparse
 import gc
 import json
+import math
 import os
 import shlex
 import shutil
@@ -64,39 +68,67 @@ def trained_steps(config):
     return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
 
 
-def train(args):
-    methods = parse_methods(args.methods)
+def advance(args, name: str, flags: list, steps: int, label: str, spent: dict) -> dict:
+    """Train (or resume) one method to steps iterations and keep its exported generator as
+    points/name/label; returns the point's record (steps, images, CPU and wall minutes so far)."""
     spent_path = os.path.join(args.out, "spent.json")
-    spent = json.load(open(spent_path)) if os.path.exists(spent_path) else {}
+    mine = spent.setdefault(name, {"cpu_seconds": 0.0, "wall_seconds": 0.0, "steps": 0, "points": {}})
+    config = method_config(args, name, flags, steps)
+    cpu, wall = time.process_time(), time.perf_counter()
+    training.train(config)
+    mine["cpu_seconds"] += time.process_time() - cpu
+    mine["wall_seconds"] += time.perf_counter() - wall
+    mine["steps"] = trained_steps(config)
+    keras.backend.clear_session()
+    gc.collect()
+    if mine["steps"] < steps:  # Ctrl-C or SIGTERM: keep the CPU spent, measure nothing
+        files.write_text(spent_path, json.dumps(spent, indent=1))
+        raise SystemExit(f"{name} stopped at step {mine['steps']} of {steps}; run again to continue")
+    target = os.path.join(args.out, "points", name, label)
+    os.makedirs(target, exist_ok=True)
+    for file in ("generator.keras", "config.json"):
+        shutil.copy2(os.path.join(config.run_dir, file), os.path.join(target, file))
+    mine["points"][label] = {"steps": mine["steps"], "images": mine["steps"] * config.batch_size,
+                             "cpu_minutes": round(mine["cpu_seconds"] / 60, 2),
+                             "wall_minutes": round(mine["wall_seconds"] / 60, 2)}
+    files.write_text(spent_path, json.dumps(spent, indent=1))
+    print(f"== {name} at {label}: {mine['points'][label]}", flush=True)
+    return mine["points"][label]
+
+
+def spent_so_far(args) -> dict:
+    path = os.path.join(args.out, "spent.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
+def label_of(key: str) -> str:
+    """A point's folder: cpuMMM (equal CPU-minutes) or imgNNNNk (images, a long run)."""
+    return key if not key.isdigit() else f"cpu{int(key):03d}"
+
+
+def train(args):
+    """Every method to each point of CPU-minutes in turn."""
+    methods, spent = parse_methods(args.methods), spent_so_far(args)
     for point in args.points:
         for name, flags in methods.items():
-            mine = spent.setdefault(name, {"cpu_seconds": 0.0, "wall_seconds": 0.0, "steps": 0, "points": {}})
-            if str(point) in mine["points"]:
+            mine = spent.get(name, {"cpu_seconds": 0.0, "steps": 0, "points": {}})
+            if any(label_of(k) == f"cpu{point:03d}" for k in mine["points"]):
                 continue
-            config = method_config(args, name, flags, 1)
-            per_step = (mine["cpu_seconds"] / mine["steps"] if mine["steps"] else
-                        FIRST_GUESS.get(f"{config.width:g}", 1.0))
-            steps = max(mine["steps"] + 1, round(point * 60 / per_step))
-            config = method_config(args, name, flags, steps)
-            cpu, wall = time.process_time(), time.perf_counter()
-            training.train(config)
-            mine["cpu_seconds"] += time.process_time() - cpu
-            mine["wall_seconds"] += time.perf_counter() - wall
-            mine["steps"] = trained_steps(config)
-            keras.backend.clear_session()
-            gc.collect()
-            if mine["steps"] < steps:  # Ctrl-C or SIGTERM: keep the CPU spent, measure nothing
-                files.write_text(spent_path, json.dumps(spent, indent=1))
-                raise SystemExit(f"{name} stopped at step {mine['steps']} of {steps}; run again to continue")
-            target = os.path.join(args.out, "points", name, f"cpu{point:03d}")
-            os.makedirs(target, exist_ok=True)
-            for file in ("generator.keras", "config.json"):
-                shutil.copy2(os.path.join(config.run_dir, file), os.path.join(target, file))
-            mine["points"][str(point)] = {"steps": mine["steps"], "images": mine["steps"] * config.batch_size,
-                                          "cpu_minutes": round(mine["cpu_seconds"] / 60, 2),
-                                          "wall_minutes": round(mine["wall_seconds"] / 60, 2)}
-            files.write_text(spent_path, json.dumps(spent, indent=1))
-            print(f"== {name} at {point} CPU-min target: {mine['points'][str(point)]}", flush=True)
+            width = method_config(args, name, flags, 1).width
+            per_step = mine["cpu_seconds"] / mine["steps"] if mine["steps"] else FIRST_GUESS.get(f"{width:g}", 1.0)
+            advance(args, name, flags, max(mine["steps"] + 1, round(point * 60 / per_step)), f"cpu{point:03d}", spent)
+
+
+def long(args):
+    """One method on to points counted in images (--points in thousands), resumable."""
+    (name, flags), = parse_methods(args.methods).items()
+    spent = spent_so_far(args)
+    batch_size = method_config(args, name, flags, 1).batch_size
+    for thousands in args.points:
+        label = f"img{thousands:04d}k"
+        if label not in spent.get(name, {}).get("points", {}):
+            advance(args, name, flags, math.ceil(thousands * 1000 / batch_size), label, spent)
+
 
 def load_test(args):
     """The test images (spread over MiniPlaces val) as batches of (normalised gray, 8-bit RGB), their
@@ -157,15 +189,16 @@ def measure(args):
         results["truth"]["class_acc"] = float(np.mean(np.argmax(truth["logits"], -1) == labels))
     spent = json.load(open(os.path.join(args.out, "spent.json")))
     for name, mine in spent.items():
-        for point, info in sorted(mine["points"].items(), key=lambda item: int(item[0])):
-            colorizer = inference.load(os.path.join(args.out, "points", name, f"cpu{int(point):03d}"))
+        for point, info in sorted(mine["points"].items(), key=lambda item: item[1]["steps"]):
+            colorizer = inference.load(os.path.join(args.out, "points", name, label_of(point)))
             colorize = lambda gray: color.to_uint8(colorizer.batch(gray, keep_l=True)).numpy()  # noqa: E731
-            row = {"method": name, "cpu_point": int(point), **info, **figures(per_image(batches, colorize, scenes),
+            row = {"method": name, "point": label_of(point), **info, **figures(per_image(batches, colorize, scenes),
                                                                               gray, truth, labels)}
             results["rows"].append(row)
             judged = (f", FID-scene {row['fid_scenes']:.2f}, C2ST {row['c2st']:.3f}, scene acc {row['class_acc']:.3f}"
                       if scenes else "")
-            print(f"{name} @ {point} CPU-min ({info['images']:,} images): dE00 {row['delta_e']:.2f} "
+            print(f"{name} @ {label_of(point)} ({info['images']:,} images, {info['cpu_minutes']:.0f} CPU-min): "
+                  f"dE00 {row['delta_e']:.2f} "
                   f"({row['delta_e_vs_gray']:+.2f} +- {row['delta_e_vs_gray_se']:.2f} vs gray), colourful "
                   f"{row['colourfulness_ratio']:.2f}{judged}", flush=True)
             keras.backend.clear_session()
@@ -222,15 +255,16 @@ def report(args, results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("train", "measure"))
+    parser.add_argument("mode", choices=("train", "long", "measure"))
     parser.add_argument("--dataset-path", required=True, help="MiniPlaces (its official layout)")
     parser.add_argument("--out", required=True, help="folder for the runs, points and results (outside the repo)")
-    parser.add_argument("--points", type=int, nargs="+", default=[10, 20, 40], help="CPU-minutes per method")
+    parser.add_argument("--points", type=int, nargs="+", default=[10, 20, 40],
+                        help="train: CPU-minutes per method; long: thousands of images")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="names above, or NAME=FLAGS")
     parser.add_argument("--test-images", type=int, default=2000)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    train(args) if args.mode == "train" else measure(args)
+    {"train": train, "long": long, "measure": measure}[args.mode](args)
 
 
 if __name__ == "__main__":
