@@ -140,9 +140,11 @@ def point_state_file_at(checkpoint_dir: str, path: str) -> None:
 def check_config(config: Config, run_dir: str) -> None:
     """Refuse a run folder of other networks; say which settings changed on resume."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path) or not (has_checkpoint(run_dir) or earlier_run(run_dir)):
+    if not os.path.exists(path):
+        return
+    previous = load_config(path)  # a broken one is an error, never overwritten unread
+    if not (has_checkpoint(run_dir) or earlier_run(run_dir)):
         return  # a run that never trained: its config.json is rewritten
-    previous = load_config(path)
     on_run(previous, dataclasses.asdict(config), run_dir)
     changed = differences(previous, config)
     latest = next(iter(checkpoint_paths(os.path.join(run_dir, "checkpoints"))), None)
