@@ -1,5 +1,6 @@
 """Loading a trained generator and colourising with it: a Colorizer holds a generator with its config
 and the compiled functions that run it, for batches of normalised L and for photos of any size."""
+import logging
 import os
 import zipfile
 
@@ -44,6 +45,17 @@ def load_run(path: str, name: str = "") -> tuple[keras.Model, Config]:
     return generator, config
 
 
+class _EachColorizerTracesItsOwn(logging.Filter):
+    """TensorFlow counts the traces of every Colorizer's functions together (one Python method) and
+    warns of "retracing" when a study loads several generators in turn: each traces once, as meant."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_EachColorizerTracesItsOwn())
+
+
 def load(path: str, name: str = "") -> "Colorizer":
     """The Colorizer of a run folder written by train.py (load_run)."""
     return Colorizer(*load_run(path, name))
@@ -55,7 +67,7 @@ class Colorizer:
     def __init__(self, generator: keras.Model, config: Config):
         self.generator, self.config = generator, config
         self.stride = models.total_stride(config.dataset, config.model, config.backbone)
-        # graphs, not op by op: fused kernels, 1.4x eager's speed here; the render traced once per size
+        # Graphs, not op by op: fused kernels, 1.4x eager's speed here; the render traced once per size
         self._colour = tf.function(self._generate, reduce_retracing=True)
         self._render = tf.function(self._render_ab, reduce_retracing=True)
 
