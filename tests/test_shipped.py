@@ -1,6 +1,7 @@
 """The models that ship with colorgan: each loads in a clone with nothing trained and gives the
 figures its card states on the committed test images; test_eval.py and test_turing.py use the one
 for the data (photos or CIFAR-10) only when the user has no run of their own."""
+import io
 import json
 import os
 import shutil
@@ -94,3 +95,31 @@ def test_the_turing_test_serves_the_shipped_model_in_a_clone(no_run_of_their_own
         server.kill()
         server.communicate(timeout=30)
     assert (no_run_of_their_own / runs.CIFAR10.output).is_dir()  # its results go there, not into the repo
+
+
+def test_each_data_gets_its_shipped_model_and_a_shipped_model_named_is_said_so(no_run_of_their_own):
+    for given, photos, model in (({}, False, runs.CIFAR10), ({}, True, runs.PHOTOS),
+                                 ({"dataset": "miniplaces"}, False, runs.PHOTOS),
+                                 ({"dataset": "folder"}, False, runs.PHOTOS)):
+        run_dir, work_dir, which = runs.choose_run(given, photos)
+        assert (run_dir, work_dir) == (model.path, model.output) and "your own run takes its place" in which
+    named = runs.choose_run({"checkpoints_path": os.path.dirname(runs.CIFAR10.path), "name": "colorgan-cifar10"})
+    assert "a shipped model, named by --checkpoints-path/--name" in named[2] and named[1] == runs.CIFAR10.output
+
+
+def test_the_turing_test_shows_miniplaces_photos_colourised_by_the_photo_model(no_run_of_their_own):
+    from colorgan import inference
+    from colorgan.turing import prepare_items
+    run_dir, _, _ = runs.choose_run({"dataset": "miniplaces"})
+    assert run_dir == runs.PHOTOS.path
+    generator, run_config = inference.load_run(run_dir)
+    run_config = config.on_run(run_config, {"dataset_path": runs.PHOTOS.fixture}, run_dir)
+    items = prepare_items(inference.Colorizer(generator, run_config), 6, display_size=256)
+    assert len(items) == 6 and all(item.label in sources_classes() for item in items)
+    for item in items:
+        assert Image.open(io.BytesIO(item.real)).size == Image.open(io.BytesIO(item.fake)).size == (256, 256)
+
+
+def sources_classes():
+    from colorgan import sources
+    return sources.load_source("miniplaces", runs.PHOTOS.fixture, "test").classes
