@@ -140,8 +140,11 @@ def gray_to_rgb(gray) -> np.ndarray:
 
 
 def grayscale(rgb: np.ndarray) -> np.ndarray:
-    """8-bit RGB (..., H, W, 3) -> the gray image the generator sees (its L, a = b = 0), as 8-bit RGB."""
-    return gray_to_rgb(_lightness(rgb) / color.L_SCALE - 1.0)
+    """8-bit RGB (H, W, 3) or (n, H, W, 3) -> the gray image the generator sees (its L, a = b = 0),
+    as 8-bit RGB."""
+    rgb = np.asarray(rgb, np.uint8)
+    gray = gray_to_rgb(_lightness(rgb.reshape((-1,) + rgb.shape[-3:])) / color.L_SCALE - 1.0)
+    return gray.reshape(rgb.shape)
 
 
 # The generator's input at most: memory stays bounded for any photo. Half a megapixel, because on
@@ -169,11 +172,13 @@ def render_shape(h: int, w: int, render_size: int, stride: int = 1) -> tuple[int
 
 
 # Graphs rather than op by op: the colour conversions around the generator took a third of the time.
-@tf.function(reduce_retracing=True)
+# One graph for every size: tfio's conversions need the channels' count, which a relaxed trace loses
+@tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
 def _lightness(rgb):
     return color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0)[..., :1]  # L in CIELAB units
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32),
+                              tf.TensorSpec([None, None, None, 2], tf.float32)])
 def _to_srgb8(L, ab):
     return color.to_uint8(color.fit_gamut(L, ab))

@@ -52,7 +52,7 @@ def main():
         run_dir, _, sizes = item.partition("@")
         colorizer = inference.load(run_dir)
         for n, size in enumerate(int(s) for s in (sizes or str(colorizer.config.image_size)).split(",")):
-            name = f"{os.path.basename(os.path.normpath(run_dir))} @ {size or 'full'} px"
+            name = f"{'/'.join(os.path.normpath(run_dir).split(os.sep)[-2:])} @ {size or 'full'} px"
             rows[name] = per_photo(photos, lambda rgb: colorizer.image(rgb, size))
             print(f"{name}: dE00 {rows[name]['delta_e'].mean():.2f}", flush=True)
             if n == 0:
