@@ -210,7 +210,7 @@ def _miniplaces(root: str, split: str) -> Source:
         raise DataError(f"{root}: not the MiniPlaces layout ({', '.join(missing)} missing). {MINIPLACES_HELP}")
     try:
         with open(lists[0]) as f:
-            classes = tuple(line.split()[0].split("/")[-1] for line in f if line.strip())
+            classes = tuple(line.split()[0].split("/", 2)[-1] for line in f if line.strip())  # /c/church/outdoor
         with open(lists[1]) as f:
             rows = [line.split() for line in f if line.strip()]
         paths = [os.path.join(root, "images", path) for path, _ in rows]

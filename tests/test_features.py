@@ -45,3 +45,27 @@ def test_gray_is_told_apart_from_colour_and_halves_of_colour_are_not(fixture_ima
     assert abs(halves["accuracy"] - 0.5) < 0.2  # 100 images: a standard error of 0.07
     assert metrics.frechet_distance(real[::2], real[1::2]) < metrics.frechet_distance(gray_features, real)
     assert np.mean(np.argmax(gray_logits, -1) == labels) < np.mean(np.argmax(real_logits, -1) == labels)
+
+
+def test_the_scene_network_judges_colour_as_recorded_and_classifies_the_committed_photos_so():
+    spec = features.NETWORKS["scenes"]
+    recorded = json.load(open(spec.metadata))
+    judge = recorded["judge"]  # python -m colorgan.features --network scenes --measure, on MiniPlaces val
+    assert judge["images"] == 10000 and os.path.getsize(spec.weights) <= 10 * 2 ** 20
+    assert judge["c2st_gray"] >= 0.95  # it tells gray from colour
+    assert abs(judge["c2st_halves"] - 0.5) < 3 * judge["c2st_halves_stderr"] + 0.01  # and not colour from colour
+    assert judge["top1_colour"] >= judge["top1_gray"] + 0.1 and judge["fid_gray"] > 10 * judge["fid_halves"]
+    folder = features.FIXTURES["scenes"]
+    paths = images.list_images(folder)
+    logits, feats = features.logits_and_features(np.stack([images.read_image(p) for p in paths]), "scenes")
+    assert logits.shape == (16, 100) and feats.shape == (16, 64 + 128 + 128 + 256 + 256)
+    classes = sources.load_source("miniplaces", os.path.dirname(os.path.dirname(folder)), "test").classes
+    predicted = {os.path.relpath(p, folder): classes[i] for p, i in zip(paths, np.argmax(logits, -1))}
+    assert sorted(predicted) == sorted(recorded["fixture"])
+    clear = [n for n in predicted if recorded["fixture"][n][1] > 0.05]  # ties may flip between CPUs
+    assert len(clear) >= 14 and all(recorded["fixture"][n][0] == predicted[n] for n in clear)
+
+
+def test_the_judge_follows_the_test_set():
+    assert features.network_for("cifar10") == "cifar10"
+    assert {features.network_for(d) for d in ("miniplaces", "places365", "folder")} == {"scenes"}
