@@ -87,6 +87,10 @@ class Config:
     validate: bool = _opt(True, "validate on the test split at every epoch end")
     validate_interval: int = _opt(0, "also validate every N steps (0: only at epoch ends)")
     log_interval: int = _opt(10, "print a progress line every N steps")
+    # Not a flag: a shipped model's own choice, measured on photos (tools/ship.py writes it); test_eval.py
+    # --render-size overrides it
+    render_size: int = _opt(0, "the shorter side at which test_eval.py --test-input runs the generator on a photo "
+                            "(0: --image-size)", flag=False)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -140,6 +144,8 @@ def add_config_flags(parser, shown=None) -> None:
     """One flag per Config field, named as the authors name them (--batch-size, --l1-weight, ...);
     shown: the fields --help lists (default all; the others are accepted all the same)."""
     for f in FIELDS.values():
+        if not f.metadata.get("flag", True):
+            continue
         kind = {bool: parse_bool, int: int, float: float, str: str}[type(f.default)]
         metavar = "BOOL" if kind is parse_bool else None
         presets = {d: p[f.name] for d, p in PRESETS.items() if f.name in p}
@@ -193,7 +199,7 @@ POSITIVE = (lambda v: v > 0, "must be positive")
 RANGES = {
     **dict.fromkeys(("batch_size", "image_size", "epochs", "sample_size", "keep_checkpoints", "log_interval",
                      "save_interval", "sample_interval"), AT_LEAST_1),
-    **dict.fromkeys(("seed", "max_steps", "validate_interval", "pretrain_generator_epochs",
+    **dict.fromkeys(("seed", "max_steps", "validate_interval", "pretrain_generator_epochs", "render_size",
                      "pretrain_discriminator_epochs", "l1_weight"), NOT_NEGATIVE),
     **dict.fromkeys(("lr_decay_rate", "lr_decay_steps", "acc_thresh", "join_timeout"), POSITIVE),
     "lr": (lambda v: 0 < v <= 1, "must be positive and at most 1"),

@@ -24,11 +24,11 @@ PHOTOS = [os.path.join(runs.ROOT, "..", "shared", "data", "cbsd68", f"{n}.png")
 
 
 def photos_grid(run_dir: str, path: str, photos=PHOTOS, render_size: int = 0) -> str:
-    """gray input | the model (rendered at render_size, default its training size; the input's L
-    kept) | original, for the card and the README."""
+    """gray input | the model (rendered at render_size, default its own; the input's L kept) |
+    original, for the card and the README."""
     from colorgan import images, inference, plots
     colorizer = inference.load(run_dir)
-    render = render_size or colorizer.config.image_size
+    render = render_size or colorizer.config.render_size or colorizer.config.image_size
     rgbs = [images.read_image(photo) for photo in photos]
     return plots.image_grid({"gray input": [inference.grayscale(rgb) for rgb in rgbs],
                              f"{os.path.basename(run_dir)} (colour at {render} px, L kept)":
@@ -41,6 +41,8 @@ def main():
     parser.add_argument("run", help="the run folder (with config.json and generator.keras)")
     parser.add_argument("--model", required=True, choices=[m.name for m in runs.SHIPPED])
     parser.add_argument("--photos-grid", default="", help="also write a PNG of BSDS photos colourised by it")
+    parser.add_argument("--render-size", type=int, default=0, help="the shorter side the model colourises photos at, "
+                        "chosen by studies/photos.py (recorded in its config.json; default: its --image-size)")
     args = parser.parse_args()
     model = next(m for m in runs.SHIPPED if m.name == args.model)
     exported = os.path.join(args.run, "generator.keras")
@@ -52,7 +54,8 @@ def main():
     os.makedirs(model.path, exist_ok=True)
     shutil.copyfile(exported, os.path.join(model.path, "generator.keras"))
     # A user's clone has none of the trainer's paths: the shipped model finds its data as a new run does
-    dataclasses.replace(run, dataset_path="", checkpoints_path="./checkpoints", name=model.name).save(model.path)
+    dataclasses.replace(run, dataset_path="", checkpoints_path="./checkpoints", name=model.name,
+                        render_size=args.render_size).save(model.path)
     figures = runs.fixture_figures(model, ["--checkpoints-path", os.path.dirname(model.path), "--name", model.name])
     with open(os.path.join(model.path, "fixture.json"), "w") as f:
         json.dump(figures, f, indent=2)
