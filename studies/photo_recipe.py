@@ -190,6 +190,8 @@ def measure(args):
     spent = json.load(open(os.path.join(args.out, "spent.json")))
     for name, mine in spent.items():
         for point, info in sorted(mine["points"].items(), key=lambda item: item[1]["steps"]):
+            if args.only and label_of(point) not in args.only:
+                continue
             colorizer = inference.load(os.path.join(args.out, "points", name, label_of(point)))
             colorize = lambda gray: color.to_uint8(colorizer.batch(gray, keep_l=True)).numpy()  # noqa: E731
             row = {"method": name, "point": label_of(point), **info, **figures(per_image(batches, colorize, scenes),
@@ -262,6 +264,7 @@ def main():
                         help="train: CPU-minutes per method; long: thousands of images")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="names above, or NAME=FLAGS")
     parser.add_argument("--test-images", type=int, default=2000)
+    parser.add_argument("--only", nargs="+", default=[], help="measure: only these points (e.g. img0200k)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     {"train": train, "long": long, "measure": measure}[args.mode](args)
