@@ -39,7 +39,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fid-weights", default="", help="local InceptionV3 no-top weights file, for FID")
     parser.add_argument("--max-images", type=_not_negative, default=0,
                         help="evaluate only the first N test images (0: all of them)")
-    parser.add_argument("--render-size", type=_not_negative, default=None,
+    parser.add_argument("--render-size", dest="render", type=_not_negative, default=None,
                         help="colourise photos with the generator at this shorter side, 0 for full "
                              "resolution (default: the model's own, measured on photos, else its --image-size)")
 
@@ -65,7 +65,7 @@ def main(argv=None) -> dict | list:
     generator, run_config = inference.load_run(run_dir)
     config = on_run(run_config, given, run_dir)
     if args.test_input:
-        render = (config.render_size or config.image_size) if args.render_size is None else args.render_size
+        render = (config.render_size or config.image_size) if args.render is None else args.render
         colorizer = inference.Colorizer(generator, config)
         return folders.colorize_files(colorizer, args.test_input, args.test_output, render)
     run_dirs = [os.path.normpath(run_dir), *map(os.path.normpath, args.compare)]
