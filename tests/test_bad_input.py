@@ -154,6 +154,7 @@ def test_a_folder_of_only_unusable_images(tmp_path, kind):
                    "not one of them is a usable colour image")
 
 
+@pytest.mark.slow
 def test_evaluation_outputs_are_checked_before_the_work(trained, tmp_path):
     run = ["--checkpoints-path", str(trained / "runs" / "run")]
     one_line_error(lambda: evaluation.main([*run, "--json", str(tmp_path / "missing" / "r.json")]),

@@ -25,6 +25,7 @@ def checkpoint_keys(run_dir):
     return {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, extra", [
     ("unet", ["--model", "unet", "--color-space", "rgb"]),
     ("encdec", ["--model", "encoder-decoder", "--gan-loss", "lsgan"]),
@@ -57,6 +58,7 @@ def test_method_trains_restores_and_evaluates(tiny_folder, tmp_path, capsys, nam
         assert 0 <= report["rows"][0]["acc"] <= 1 and np.isfinite(report["rows"][0]["delta_e"])
 
 
+@pytest.mark.slow
 def test_nogan_phases_run_in_order_and_resume_across_them(tiny_folder, tmp_path, capsys):  # noqa: F811
     # 32 images / batch 8 = 4 steps an epoch: G alone for 4 steps, D alone for 4, then GAN for 4.
     staged = ["--batch-size", "8", "--pretrain-generator-epochs", "1", "--pretrain-discriminator-epochs", "1",

@@ -40,6 +40,7 @@ def generator_weights(run_dir):
     return [w.numpy() for w in model.weights]
 
 
+@pytest.mark.slow
 def test_an_iteration_updates_d_once_and_g_twice_and_a_few_real_iterations_learn():
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=8, mixed_precision="off")
     state = training.create_train_state(cfg, tf.distribute.get_strategy())  # the paper's networks, at full width
@@ -173,6 +174,7 @@ def test_a_sigterm_saves_after_the_step_and_validation_runs_every_validate_inter
     assert f"resumed from {checkpoints / f'ckpt-{step}'} at step {step}" in resumed and f"step {step + 1}/" in resumed
 
 
+@pytest.mark.slow
 def test_jit_compile_runs_the_step_under_xla_with_the_same_losses(monkeypatch):
     # XLA draws other dropout masks from the same seed: compare the step without dropout
     monkeypatch.setitem(models._DECODER, "cifar10", [(f, 0.0) for f, _ in models._DECODER["cifar10"]])
@@ -189,6 +191,7 @@ def test_jit_compile_runs_the_step_under_xla_with_the_same_losses(monkeypatch):
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)  # XLA fuses and reorders: rounding differs
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
     l1_loss = losses.l1_loss
@@ -221,6 +224,7 @@ def test_steps_count_on_the_device_and_a_non_finite_update_is_not_applied():
     assert not all(np.array_equal(a, b) for a, b in zip(before, snapshot()))  # a good step is applied again
 
 
+@pytest.mark.slow
 def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own_ops(monkeypatch):
     # half width: the deep layers still have the channels and 2x2 maps for which the rule picks the matmul
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.5, mixed_precision="off")
@@ -253,6 +257,7 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     assert max(d for name, d in differences.items() if name in noise) <= 2 * cfg.lr  # two G updates
 
 
+@pytest.mark.slow
 def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_path):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
     run_dir = tmp_path / "run"
@@ -277,6 +282,7 @@ def test_mismatched_and_corrupt_checkpoints_are_clear_errors(tiny_folder, tmp_pa
         training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "2")))
 
 
+@pytest.mark.slow
 def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_silently(tiny_folder, tmp_path, capsys,
                                                                                     monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative --checkpoints-path, as train.py's default (checkpoints/) is
@@ -303,6 +309,7 @@ def test_resume_takes_the_newest_checkpoint_that_restores_and_never_restarts_sil
     assert [json.loads(line)["step"] for line in open(run_dir / "history.jsonl")] == [1]
 
 
+@pytest.mark.slow
 def test_resume_finds_checkpoints_a_broken_state_file_hides_and_reads_all_of_one_before_choosing_it(
         tiny_folder, tmp_path, capsys):
     args = lambda steps: config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", steps,  # noqa: E731
@@ -629,6 +636,7 @@ def test_a_run_folder_is_used_by_one_process_at_a_time(tiny_folder, tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_sigterm_during_the_export_stops_it_with_one_line_and_the_same_command_exports(tiny_folder, tmp_path,
                                                                                          capsys, monkeypatch):
     save = keras.Model.save
@@ -651,6 +659,7 @@ def test_a_sigterm_during_the_export_stops_it_with_one_line_and_the_same_command
             and (tmp_path / "run" / "generator.keras").is_file())
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tiny_folder, tmp_path, monkeypatch):
     training.train(config.parse_args(tiny_args(tiny_folder, tmp_path, "--max-steps", "1")))
     checkpoints = tmp_path / "run" / "checkpoints"
@@ -701,6 +710,7 @@ def test_ema_averages_the_generator_and_is_what_export_saves(tiny_folder, tmp_pa
 OLD_RUN = ROOT / "tests" / "data" / "v1-mid-epoch"  # tests/data/README.md: how it was made
 
 
+@pytest.mark.slow
 def test_a_mid_epoch_checkpoint_of_tuple_batches_resumes_by_skipping_what_it_trained(tmp_path, capsys):
     """A checkpoint written 3 steps into an epoch by colorgan before batches were dicts (its data
     iterator then yielded tuples, which today's pipeline cannot restore) resumes where it stopped."""

@@ -313,6 +313,7 @@ def test_two_servers_on_one_results_file_are_refused(tmp_path):
     turing.TuringTest(make_items(2), path).close()  # free again once the first one stopped
 
 
+@pytest.mark.slow
 def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_deadline(serve, monkeypatch):
     monkeypatch.setattr(turing.server, "REQUEST_S", 1.0)
     client, _ = serve()
