@@ -1,4 +1,4 @@
-"""The long runs side by side against issue 28's goals: per-pixel CIEDE2000 minus gray's (paired, with
+"""The long runs side by side against the CIFAR-10 model's goals (docs/results.md): per-pixel CIEDE2000 minus gray's (paired, with
 its standard error where studies/against_gray.py measured it), colourfulness, C2ST and FID-C10 against
 the images seen, from the quality.json and against_gray_<N>k.json files that each run's folder keeps.
 
@@ -15,7 +15,7 @@ from studies import quality
 from colorgan import plots
 
 LONG_RUNS = os.path.join(quality.ROOT, "docs", "quality", "long_runs")
-# (key in a point's input_l, title, issue 28's goal: (value, "above" or "below"))
+# (key in a point's input_l, title, the goal: (value, "above" or "below"))
 PANELS = (("minus_gray", "CIEDE2000 minus gray's, paired (lower is better; goal: 2 s.e. below 0)", (0.0, "below")),
           ("colourfulness_ratio", "colourfulness / the truth's (1 is the truth)", (0.8, "above")),
           ("c2st", "C2ST accuracy (0.5: indistinguishable from real)", (0.72, "below")),
@@ -66,7 +66,7 @@ def draw(rows: list[dict], path: str) -> str:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("Long runs on the 1,973 spread CIFAR-10 test images, the input's L kept (issue 28's goals dotted)")
+    fig.suptitle("Long runs on the 1,973 spread CIFAR-10 test images, the input's L kept (the goals dotted)")
     fig.tight_layout()
     return plots.save_figure(fig, path)
 
