@@ -1,6 +1,7 @@
 """The long runs side by side against the CIFAR-10 model's goals (docs/results.md): per-pixel
 CIEDE2000 minus gray's (paired, with its standard error where studies/against_gray.py measured it),
-colourfulness, C2ST and FID-C10 against the images seen, from the quality.json and against_gray_<N>k.json files that each run's folder keeps.
+colourfulness, C2ST and FID-C10 against the images seen, from the quality.json and
+against_gray_<N>k.json files that each run's folder keeps.
 
     python -m studies.long_runs [FOLDER ...] [--out docs/quality/long_runs/curves.png] [--json OUT]
 """
