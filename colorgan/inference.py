@@ -162,9 +162,11 @@ def _lab_stripes(fn, *arrays):
 
 def render_shape(h: int, w: int, render_size: int, stride: int = 1) -> tuple[int, int]:
     """(h', w') the generator runs at for an h x w photo: its shorter side at render_size (0: full
-    resolution), each side at least the network's stride, and never more than MAX_RENDER_PIXELS,
-    whatever the render size and the shape (a 1 x 100,000 strip at 32 px would be 102 megapixels)."""
-    scale = min(render_size / min(h, w) if render_size else 1.0, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
+    resolution) but at least the network's stride, the aspect ratio kept, and never more than
+    MAX_RENDER_PIXELS, whatever the render size and the shape (a 1 x 100,000 strip at 32 px would be
+    102 megapixels)."""
+    scale = max(render_size / min(h, w) if render_size else 1.0, stride / min(h, w))  # not squashed to the stride
+    scale = min(scale, (MAX_RENDER_PIXELS / (h * w)) ** 0.5)
     rh, rw = max(stride, round(h * scale)), max(stride, round(w * scale))
     if rh * rw > MAX_RENDER_PIXELS:  # a strip whose short side was raised to the stride: shorten the long one
         rh, rw = (rh, max(stride, MAX_RENDER_PIXELS // rh)) if rw >= rh else (max(stride, MAX_RENDER_PIXELS // rw), rw)

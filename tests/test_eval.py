@@ -204,3 +204,9 @@ def test_a_long_strip_is_rendered_within_the_pixel_budget_at_any_render_size(tra
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(config.UserError, match="no trained run"):
         evaluation.main(["--checkpoints-path", str(tmp_path)])
+
+
+def test_a_render_size_below_the_networks_stride_keeps_the_aspect_ratio():
+    assert inference.render_shape(321, 481, 128, 128) == (128, 192)
+    assert inference.render_shape(321, 481, 64, 128) == (128, 192)  # raised to the stride as a whole, not squashed
+    assert inference.render_shape(321, 481, 32, 16) == (32, 48)
