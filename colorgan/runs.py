@@ -84,8 +84,10 @@ def choose_run(given: dict, photos: bool = False) -> tuple[str, str, str]:
         if not has_config(model.path):
             raise UserError(f"no trained run in {requested.run_dir!r} and no shipped model in {model.path!r}: "
                             "train one with python train.py, or pass --checkpoints-path/--name")
-    card = os.path.join(os.path.relpath(model.path), "MODEL_CARD.md")
-    return model.path, model.output, f"model: {os.path.relpath(model.path)}, {model.what} ({why}; {card})"
+    shown = os.path.relpath(model.path)
+    shown = model.path if shown.startswith("..") else shown  # from the clone's root: checkpoints/...
+    card = os.path.join(shown, "MODEL_CARD.md")
+    return model.path, model.output, f"model: {shown}, {model.what} ({why}; {card})"
 
 
 def fixture_figures(model: Shipped, argv=()) -> dict:
