@@ -116,7 +116,7 @@ def evaluate(evaluated, config, output: str, max_images: int = 0, fid=None) -> d
     per_image = {name: {} for name in names}
     inception = {name: [] for name in names + [TRUTH]}
     network = features.network_for(config.dataset)  # the judge follows the test set: objects or scenes
-    c10 = {name: {"features": [], "logits": []} for name in names + [TRUTH]}  # the judging network's
+    judged = {name: {"features": [], "logits": []} for name in names + [TRUTH]}  # the judging network's
     real_colourfulness, indices, seen = [], [], 0
     source = sources.load_source(config.dataset, config.dataset_path, "test", config.seed)
     total = min(source.size, max_images) if max_images else source.size
@@ -132,7 +132,7 @@ def evaluate(evaluated, config, output: str, max_images: int = 0, fid=None) -> d
                 for k, v in image_metrics(real, fake, config.acc_thresh).items():
                     per_image[name].setdefault(k, []).append(v)
             logits, feats = features.logits_and_features(fake, network)
-            c10[name]["logits"].append(logits), c10[name]["features"].append(feats)
+            judged[name]["logits"].append(logits), judged[name]["features"].append(feats)
             if fid:
                 inception[name].append(fid(fake))
         real_colourfulness.append(np.asarray(metrics.colourfulness(real)))
@@ -143,27 +143,28 @@ def evaluate(evaluated, config, output: str, max_images: int = 0, fid=None) -> d
                   done=seen >= total)
         if seen >= total:
             break
+    line.finish()
     if not seen:
         raise UserError(f"{data.describe(config, 'test')}, but none of them could be evaluated")
     real_colourfulness = float(np.mean(np.concatenate(real_colourfulness)))
     # labels the judge knows: CIFAR-10 classes (archives, class folders) or MiniPlaces' scenes
     known = source.labels is not None and config.dataset == features.NETWORKS[network].dataset
     labels = source.labels[np.concatenate(indices)] if known else None
-    c10 = {name: {k: np.concatenate(v) for k, v in kinds.items()} for name, kinds in c10.items()}
+    judged = {name: {k: np.concatenate(v) for k, v in kinds.items()} for name, kinds in judged.items()}
     rows = []
     for name in names:
         values = {k: np.concatenate(v) for k, v in per_image[name].items()}
         row = {"name": name, **{k: float(np.mean(v)) for k, v in values.items()}}
         row["colourfulness_ratio"] = row["colourfulness"] / real_colourfulness
-        row |= feature_metrics(c10[name], c10[TRUTH], labels, network)
+        row |= feature_metrics(judged[name], judged[TRUTH], labels, network)
         if fid:
             row["fid"] = metrics.frechet_distance(np.concatenate(inception[name]), np.concatenate(inception[TRUTH]))
         per_image[name] = values
         rows.append(row)
     rows.append({"name": TRUTH, "colourfulness": real_colourfulness, "colourfulness_ratio": 1.0,
-                 **feature_metrics(*halves(c10[TRUTH]), None, network)})
+                 **feature_metrics(*halves(judged[TRUTH]), None, network)})
     if labels is not None:
-        rows[-1]["class_acc"] = float(np.mean(np.argmax(c10[TRUTH]["logits"], -1) == labels))
+        rows[-1]["class_acc"] = float(np.mean(np.argmax(judged[TRUTH]["logits"], -1) == labels))
     os.makedirs(output, exist_ok=True)
     histogram = plots.delta_e_histogram({n: per_image[n]["delta_e"] for n in names},
                                         os.path.join(output, "delta_e_histogram.png"))

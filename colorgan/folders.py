@@ -48,6 +48,7 @@ def colorize_files(colorizer: Colorizer, source: str, destination: str, render_s
             line.show(f"colourised {written}/{len(jobs)} ({shape[1]}x{shape[0]}) | {rate:.1f} img/s | "
                       f"ETA {left / rate:.0f}s", done=left == 0)
         unwritten += filter(None, [write.result() for write in writes])
+        line.finish()
     finally:  # after an interrupt, the queued writes are dropped
         pool.shutdown(cancel_futures=True)
     failed += unreadable + unwritten

@@ -20,3 +20,12 @@ def test_a_terminal_updates_one_line_in_place_and_a_log_gets_few_lines(monkeypat
     assert log.getvalue().splitlines() == ["done 1/20", "done 6/20", "done 11/20", "done 16/20", "done 20/20"]
     shown = terminal.getvalue()
     assert shown.count("\n") == 1 and shown.count("\r") == 20 and shown.endswith("done 20/20\n")
+
+
+def test_work_that_ends_short_of_its_total_still_ends_its_line():
+    terminal = Terminal()
+    line = progress.Progress(stream=terminal)
+    line.show("done 3/5")
+    line.finish()
+    line.finish()  # once
+    assert terminal.getvalue() == "\rdone 3/5\rdone 3/5\n"

@@ -336,16 +336,16 @@ def test_a_client_sending_a_byte_at_a_time_is_cut_off_at_the_request_deadline(se
 
 
 def test_half_open_connections_hold_up_no_participant(serve, monkeypatch):
-    monkeypatch.setattr(turing.server, "HEADERS_S", 1.0)
+    monkeypatch.setattr(turing.server, "HEADERS_S", 3.0)
     client, _ = serve()
     idle = []
     for _ in range(64):  # as many as the old cap of threads: a request line, then nothing
         idle.append(socket.create_connection(("127.0.0.1", client.port), timeout=10))
         idle[-1].sendall(b"GET / HTTP/1.1\r\n")
     started = time.monotonic()
-    assert client.start("ann")  # answered at once, not when the idle ones time out
-    assert time.monotonic() - started < 0.9
-    assert idle[0].recv(100) == b"" and time.monotonic() - started < 5  # cut at the headers' deadline
+    assert client.start("ann")  # answered at once, not when the idle ones are cut
+    assert time.monotonic() - started < 2.5
+    assert idle[0].recv(100) == b"" and time.monotonic() - started < 8  # cut at the headers' deadline
     for conn in idle:
         conn.close()
 
