@@ -25,7 +25,8 @@ def traced_step(config: cfg.Config, batch: dict, on: bool, choice: str):
     """The GAN step with choice on or off, traced and warmed up (the switches are read when it is traced)."""
     setattr(cpu_kernels, choice, on)
     try:
-        step = training.compile_steps(training.create_train_state(config, tf.distribute.get_strategy()))[0]["gan"]
+        strategy = tf.distribute.get_strategy()
+        step = training.compile_step("gan", training.create_train_state(config, strategy), config, strategy)
         for _ in range(3):
             float(step(batch)["gen_loss"])
         return step

@@ -6,7 +6,7 @@ matmul peak of the dtype it computes in, measured in the same run.
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
         [--compare] [--compare-ops] [--compare-jit] [--profile-iterations 2] [--json OUT]
 
-Times the GAN step (training.compile_steps, colorgan/training.py) on random batches already in
+Times the GAN step (training.compile_step, colorgan/training.py) on random batches already in
 memory: 2 warm-up iterations (the first traces), then the median of --iterations timed ones. The precision is the one
 train.py would use (auto: devices.precision_policy); --compare also times float32 in the same
 process and prints the ratio; --compare-ops also times the step with Keras' and TensorFlow's own
@@ -135,8 +135,10 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: t
     float() waits for each step's result."""
     for switch in SWITCHES:  # read when the step is traced
         setattr(cpu_kernels, switch, switch not in off)
-    run = training.create_train_state(config, tf.distribute.get_strategy())
-    step = training.compile_steps(run)[0]["gan"]
+    strategy = tf.distribute.get_strategy()
+    run = training.create_train_state(config, strategy)
+    step = training.compile_step("gan", run, config, strategy)
+    policy, reason = devices.precision_policy(config)
     try:
         bs, batch = config.batch_size, random_batch(config)
         for _ in range(2):
@@ -153,7 +155,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: t
         seconds = statistics.median(times)
         flops = iteration_flops(run)
         profile = op_profile(step, batch, profile_iterations) if profile_iterations else {}
-        return dict(policy=run.policy, reason=run.policy_reason, compute_dtype=compute, iteration_s=times,
+        return dict(policy=policy, reason=reason, compute_dtype=compute, iteration_s=times,
                     switched_off=list(off), profile=profile,
                     median_iteration_s=seconds, images_per_s=bs / seconds, flops_per_image=flops,
                     achieved_gflops=flops * bs / seconds / 1e9, matmul_peak_gflops=peak,

@@ -1,6 +1,6 @@
 """Streaming tf.data pipelines of (gray, colour) batches from any source (colorgan.sources).
 
-make_dataset builds the pipeline in the canonical order: indices -> shuffle -> read + crop + flip
+make_dataset builds the pipeline in the canonical order: indices -> shuffle -> read + crop, flip
 (parallel map, in chunks) -> batch -> Lab (per batch, XLA) -> prefetch. All randomness is stateless
 and seeded by (seed, epoch, index), so the same seed gives the same batches, and the pipeline of any
 epoch can be rebuilt.
@@ -42,7 +42,7 @@ CHUNK = 64  # images per Python call: a call per image costs more than decoding 
 
 def _chunk_reader(source: Source, size: int, random: bool, skipped: Skipped):
     """read(indices, uniforms[, pixels]) -> (images (k, size, size, 3), keep (k,)); runs in
-    tf.numpy_function, several chunks at once; uniforms (k, 3) place the random crops and flips."""
+    tf.numpy_function, several chunks at once; uniforms (k, 3) place the random crops."""
     def read(indices, uniforms, pixels=None):
         out = np.zeros((len(indices), size, size, 3), np.uint8)
         keep = np.zeros(len(indices), bool)
@@ -62,7 +62,7 @@ def _chunk_reader(source: Source, size: int, random: bool, skipped: Skipped):
                 with skipped.lock:
                     skipped.gray += 1
                 continue
-            out[n] = images.crop_square(rgb, size, uniforms[n] if random else None)
+            out[n] = images.crop_square(rgb, size, uniforms[n, :2] if random else None)
             keep[n] = True
         return out, keep
     return read
@@ -75,9 +75,8 @@ def _images_tensor(source: Source) -> tf.Tensor:
 
 
 @functools.partial(tf.function, jit_compile=True)  # 2x faster than numpy_function, 3x TF's plain uint8 ops
-def _gather_and_flip(arrays, indices, flip):
-    rgb = tf.gather(arrays, indices)  # (k, S, S, 3); arrays is an argument: XLA does not compile it in
-    return tf.where(flip[:, None, None, None], tf.reverse(rgb, [2]), rgb)
+def _flip(rgb, flip):
+    return tf.where(flip[:, None, None, None], tf.reverse(rgb, [2]), rgb)  # (k, S, S, 3)
 
 
 @functools.partial(tf.function, jit_compile=True)  # 2x faster on CPU than the plain graph
@@ -115,8 +114,8 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
     shuffle_seed = config.seed * 1000003 + epoch
     read = _chunk_reader(source, size, train and config.augment, skipped)
     seed = tf.constant([config.seed, epoch], tf.int64)
-    # Arrays at the training size (CIFAR-10 archives and TFDS): gathered and flipped by TensorFlow
-    # ops, the very crops and flips _chunk_reader makes, without a Python call per chunk.
+    # Arrays at the training size (CIFAR-10 archives and TFDS): gathered by TensorFlow, without a
+    # Python call per chunk; other images read, resized and cropped by _chunk_reader.
     arrays = _images_tensor(source) if source.images is not None and source.images.shape[1:3] == (size, size) \
         else None
 
@@ -125,11 +124,12 @@ def make_dataset(config: Config, split: str, epoch: int = 0, skipped: Skipped | 
 
     def read_chunk(indices, uniforms, *pixels):
         if arrays is not None:
-            flip = uniforms[:, 2] < 0.5 if train and config.augment else tf.zeros_like(indices, tf.bool)
-            rgb, keep = _gather_and_flip(arrays, indices, flip), tf.ones_like(indices, tf.bool)  # (k, S, S, 3), (k,)
+            rgb, keep = tf.gather(arrays, indices), tf.ones_like(indices, tf.bool)  # (k, S, S, 3), (k,)
         else:
             rgb, keep = tf.numpy_function(read, [indices, uniforms, *pixels], (tf.uint8, tf.bool), stateful=False)
             rgb, keep = tf.ensure_shape(rgb, (None, size, size, 3)), tf.ensure_shape(keep, (None,))
+        if train and config.augment:
+            rgb = _flip(rgb, uniforms[:, 2] < 0.5)
         return dict(rgb=rgb, keep=keep, index=indices)
 
     def outputs(batch):

@@ -123,18 +123,16 @@ def _fit_short_side(image: Image.Image, size: int) -> Image.Image:
     return image
 
 
-def crop_square(rgb: np.ndarray, size: int, random: np.ndarray | None = None) -> np.ndarray:
+def crop_square(rgb: np.ndarray, size: int, place: np.ndarray | None = None) -> np.ndarray:
     """Resize the shorter side to size (if it differs), then crop size x size: in the centre, or,
-    given three uniform numbers in [0, 1), at a random place with a random horizontal flip."""
+    given two uniform numbers in [0, 1), at that place."""
     if min(rgb.shape[:2]) != size:
         rgb = np.asarray(_fit_short_side(Image.fromarray(rgb), size))
     h, w = rgb.shape[:2]
-    if random is None:
-        top, left, flip = (h - size) // 2, (w - size) // 2, False
-    else:
-        top, left, flip = int(random[0] * (h - size + 1)), int(random[1] * (w - size + 1)), random[2] < 0.5
-    rgb = rgb[top:top + size, left:left + size]
-    return rgb[:, ::-1] if flip else rgb
+    top, left = (h - size) // 2, (w - size) // 2
+    if place is not None:
+        top, left = int(place[0] * (h - size + 1)), int(place[1] * (w - size + 1))
+    return rgb[top:top + size, left:left + size]
 
 
 def is_gray(rgb: np.ndarray, tolerance: int = 2) -> bool:

@@ -12,12 +12,11 @@ from colorgan import color, data, inference, models, plots, sources
 from colorgan.config import Config
 
 
-def log_step(state, out_dir: str, writer, phase: str, step: int, total_steps: int, values: dict,
-         rate: float) -> None:
+def log_step(config: Config, epoch: int, out_dir: str, writer, phase: str, step: int, total_steps: int,
+             values: dict, rate: float) -> None:
     """The progress line, TensorBoard's scalars and a row of history.jsonl."""
-    config = state.config
     eta = (total_steps - step) * config.batch_size / rate if rate > 0 else float("nan")
-    print(f"epoch {int(state.epoch.numpy()) + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
+    print(f"epoch {epoch + 1}/{config.total_epochs} {phase} step {step}/{total_steps} | "
           f"{progress(values)} | {rate:.1f} img/s | ETA {format_eta(eta)}", flush=True)
     with writer.as_default(step=step):
         for k, v in values.items():
@@ -81,11 +80,11 @@ def progress(values: dict) -> str:
     return " ".join(parts) + f" acc {values['accuracy']:.3f}"
 
 
-def write_samples(state, samples, run_dir: str, writer) -> str:
+def write_samples(state, config: Config, samples, run_dir: str, writer) -> str:
     """A sample grid (gray | original | colourised) of fixed test images, as PNG and in TensorBoard."""
     gray, colour = samples["gray"], samples["colour"]
-    fake = models.colorize(state.inference_generator, gray, state.config.generator_output, training=False)
-    to_rgb = lambda x: color.to_uint8(color.postprocess(x, state.config.color_space)).numpy()  # noqa: E731
+    fake = models.colorize(state.inference_generator, gray, config.generator_output, training=False)
+    to_rgb = lambda x: color.to_uint8(color.postprocess(x, config.color_space)).numpy()  # noqa: E731
     gray_rgb = inference.gray_to_rgb(gray)  # sRGB gray, as the user sees it: not L/100
     step = int(state.step.numpy())
     real, fake = to_rgb(colour), to_rgb(fake)
@@ -93,15 +92,14 @@ def write_samples(state, samples, run_dir: str, writer) -> str:
         tf.summary.image("samples", np.concatenate([gray_rgb, real, fake], axis=2),
                          max_outputs=len(real))
     return plots.sample_grid(gray_rgb, real, fake, os.path.join(run_dir, "samples", f"step_{step:07d}.png"),
-                             title=f"{state.config.name}, step {step}")
+                             title=f"{config.name}, step {step}")
 
 
-def validate(state, evaluate, run_dir: str, writer) -> dict:
+def validate(state, config: Config, strategy, evaluate, run_dir: str, writer) -> dict:
     """Losses and accuracy over the whole test split; refreshes the training-curve PNG."""
-    config = state.config
     dataset = data.make_dataset(config, "test")
-    if state.strategy.num_replicas_in_sync > 1:
-        dataset = state.strategy.experimental_distribute_dataset(dataset)
+    if strategy.num_replicas_in_sync > 1:
+        dataset = strategy.experimental_distribute_dataset(dataset)
     totals = {}
     for batch in dataset:
         for k, v in evaluate(batch).items():

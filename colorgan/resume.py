@@ -189,8 +189,7 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
                             f"({first_line(error)})") from None
 
 
-# ARCHITECTURE fields that checkpoints recorded only where they differ from these (the paper's):
-# those of colorgan before the flags existed have none of them.
+# ARCHITECTURE fields that checkpoints record only where they differ from these (the paper's)
 _LATER = {"width": 1.0, "spectral_norm": False}
 
 
@@ -200,12 +199,9 @@ def architecture(config: Config) -> str:
     return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)}" for name in names)
 
 
-def recorded_architecture(path: str) -> dict | None:
-    """{field: value} of the networks the checkpoint at path holds (None: it has no record)."""
-    try:
-        text = tf.train.load_variable(path, "architecture/.ATTRIBUTES/VARIABLE_VALUE").decode()
-    except (tf.errors.NotFoundError, ValueError):
-        return None
+def recorded_architecture(path: str) -> dict:
+    """{field: value} of the networks the checkpoint at path holds."""
+    text = tf.train.load_variable(path, "architecture/.ATTRIBUTES/VARIABLE_VALUE").decode()
     recorded = dict(_LATER)
     for flag in text.split(", "):
         name, value = flag.removeprefix("--").split(" ", 1)
@@ -215,11 +211,21 @@ def recorded_architecture(path: str) -> dict | None:
     return recorded
 
 
-def restore_newest(state, checkpoint_dir: str) -> str | None:
-    """Restore the newest checkpoint that restores; returns its path (None: there is none).
+def check_format(names, path: str) -> None:
+    """Refuse, in one line, a checkpoint in a format of colorgan before 2026-12-04 (no record of its
+    networks, a data iterator of tuples, float16's Adam inside its loss scale)."""
+    if ("architecture/.ATTRIBUTES/VARIABLE_VALUE" not in names or any(n.startswith("iterator/") for n in names)
+            or any("/inner_optimizer/" in n for n in names)):
+        raise TrainingError(f"{path} was written by colorgan before 2026-12-04, whose checkpoints this version does "
+                            "not read: resume it with colorgan at commit ea1a17d, or start anew with --fresh")
+
+
+def restore_newest(state, config: Config, checkpoint_dir: str) -> str | None:
+    """Restore the newest checkpoint that restores into state, a run of config; returns its path (None:
+    there is none).
 
     A newer one that cannot be read (missing or corrupt files) is skipped with a note; one of
-    another architecture is an error, as are checkpoints of which none restores.
+    another architecture or an old format is an error, as are checkpoints of which none restores.
     """
     problems = []
     for path in checkpoint_paths(checkpoint_dir):
@@ -228,25 +234,16 @@ def restore_newest(state, checkpoint_dir: str) -> str | None:
         except Exception as error:  # TF raises many kinds on missing, truncated or altered files
             problems.append(f"{path}: {first_line(error)}")
             continue
+        check_format(names, path)
+        try:
+            check_architecture(recorded_architecture(path), config, path)
+        except UserError as error:
+            raise TrainingError(str(error)) from None
         objects = state.checkpointed()
-        recorded = recorded_architecture(path)
-        if recorded is None:
-            del objects["architecture"]  # written before colorgan recorded it
-        else:
-            try:
-                check_architecture(recorded, state.config, path)
-            except UserError as error:
-                raise TrainingError(str(error)) from None
         if "generator_ema" in objects and not any(n.startswith("generator_ema/") for n in names):
             del objects["generator_ema"]  # --ema turned on for a run without it: the average starts here
-        for opt in ("gen_opt", "disc_opt"):
-            scale = opt.replace("opt", "loss_scale")
-            if opt in objects and any(n.startswith(f"{opt}/inner_optimizer/") for n in names):
-                # float16, saved before the loss scale was kept apart: the LossScaleOptimizer whole
-                kept = objects.pop(scale, None)
-                objects[opt] = tf.train.Checkpoint(inner_optimizer=objects[opt], **(
-                    {"dynamic_scale": kept.dynamic_scale, "step_counter": kept.step_counter} if kept else {}))
-            elif scale in objects and not any(n.startswith(f"{scale}/") for n in names):
+        for scale in ("gen_loss_scale", "disc_loss_scale"):
+            if scale in objects and not any(n.startswith(f"{scale}/") for n in names):
                 del objects[scale]  # saved in bfloat16 or float32, resumed in float16: the scale starts afresh
         try:
             # partial: it may hold more (the data iterator, the preemption handler's count)

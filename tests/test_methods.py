@@ -45,9 +45,11 @@ def test_method_trains_restores_and_evaluates(tiny_folder, tmp_path, capsys, nam
     # a fresh Run of the same flags restores the newest checkpoint into every network it holds.
     args = tiny_args(tiny_folder, tmp_path, "--max-steps", "3", *extra)
     args[args.index("--name") + 1] = name
-    fresh = training.create_train_state(config.parse_args(args), tf.distribute.get_strategy(), pretrained=False)
+    run_config = config.parse_args(args)
+    fresh = training.create_train_state(run_config, tf.distribute.get_strategy(), pretrained=False)
     initial = [w.numpy() for w in fresh.generator.trainable_weights]  # seeded: the run's own start
-    assert resume.restore_newest(fresh, str(run_dir / "checkpoints")).endswith("ckpt-2") and int(fresh.step) == 2
+    assert resume.restore_newest(fresh, run_config, str(run_dir / "checkpoints")).endswith("ckpt-2")
+    assert int(fresh.step) == 2
     exported = keras.saving.load_model(str(run_dir / "generator.keras"), compile=False)
     for restored, saved in zip(fresh.generator.trainable_weights, exported.trainable_weights):
         np.testing.assert_array_equal(restored.numpy(), saved.numpy())
