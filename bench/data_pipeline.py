@@ -1,6 +1,6 @@
 """Images/s of the training input pipeline (read, crop, flip, batch, Lab), without a model.
 
-    python -m bench.data_pipeline --dataset-path ../shared/data/cifar10 [--batch-size 128]
+    python -m bench.data_pipeline --dataset-path CIFAR10 [--batch-size 128]
         [--image-size N] [--images 20000] [--passes 3] [--json OUT]
 
 Prints a table and writes JSON: the median of --passes timed passes after one warm-up pass.

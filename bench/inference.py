@@ -2,7 +2,7 @@
 of CIFAR-10 test JPEGs colourised one by one and in batches (test_eval.py --test-input).
 
     python -m bench.inference [--dataset cifar10] [--repeats 5] [--folder-images 1000] [--json OUT]
-    python -m bench.inference --render-sizes --run DIR [--photos ../shared/data/cbsd68]
+    python -m bench.inference --render-sizes --run DIR [--photos BSDS]
 
 Each case runs in its own process so that its peak resident memory is its own. The generator has
 random weights: speed and memory do not depend on what it learned. --render-sizes instead compares,

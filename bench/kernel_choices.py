@@ -3,7 +3,8 @@ BatchNorm, fused Adam) on against off, timed interleaved in one process: the two
 side by side and run in alternating blocks of iterations, so that the machine's drift (10-20% between
 consecutive measurements on a shared 2-core VM) falls on both alike.
 
-    python -m bench.kernel_choices [--train-flags "--width 0.5 --batch-size 32 --generator-output ab --ema 0.995"]
+    python -m bench.kernel_choices [--dataset cifar10|miniplaces]
+        [--train-flags "--width 0.5 --batch-size 32 --generator-output ab --ema 0.995"]
         [--mixed-precision bfloat16 off] [--choices FUSED_ADAM ...] [--blocks 8] [--block 5] [--json OUT]
 """
 import argparse
@@ -53,6 +54,8 @@ def compare(config: cfg.Config, choice: str, blocks: int, block: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "miniplaces"),
+                        help="its preset's shapes (miniplaces: the photo step, 128 px)")
     parser.add_argument("--train-flags", default=RECIPE, help="train.py flags (default: the README's CPU recipe)")
     parser.add_argument("--mixed-precision", nargs="+", default=["bfloat16", "off"])
     parser.add_argument("--choices", nargs="+", default=list(SWITCHES), choices=SWITCHES)
@@ -64,7 +67,7 @@ def main():
     print("| precision | choice | on, images/s | off, images/s | on / off | others' CPU (cores) |\n"
           "|---|---|---|---|---|---|")
     for precision in args.mixed_precision:
-        config = cfg.parse_args(["--dataset", "cifar10", *shlex.split(args.train_flags),
+        config = cfg.parse_args(["--dataset", args.dataset, *shlex.split(args.train_flags),
                                  "--mixed-precision", precision])
         policy = devices.precision_policy(config)[0]
         for choice in args.choices:

@@ -66,9 +66,9 @@ def conv_flops(model: keras.Model, input_shape) -> list[int]:
     return flops
 
 
-def iteration_flops(run: training.TrainState) -> int:
-    """Per training image, for colorgan's iteration as TensorFlow runs it (unused gradients pruned)."""
-    size = run.config.image_size
+def iteration_flops(run: training.TrainState, size: int) -> int:
+    """Per training image of size x size, for colorgan's iteration as TensorFlow runs it (unused
+    gradients pruned)."""
     g = conv_flops(run.generator, (size, size, 1))
     d = conv_flops(run.discriminator, (size, size, run.discriminator.input_shape[-1]))
     G, D = sum(g), sum(d)
@@ -153,7 +153,7 @@ def measure(config: cfg.Config, iterations: int, profile_iterations: int, off: t
         compute = run.generator.get_layer("enc1").compute_dtype
         peak = matmul_peak(compute)
         seconds = statistics.median(times)
-        flops = iteration_flops(run)
+        flops = iteration_flops(run, config.image_size)
         profile = op_profile(step, batch, profile_iterations) if profile_iterations else {}
         return dict(policy=policy, reason=reason, compute_dtype=compute, iteration_s=times,
                     switched_off=list(off), profile=profile,

@@ -7,7 +7,7 @@ on its training split in colour, and ships their weights (colorgan/assets/), so 
 download: "cifar10" (objects, 32x32) judges CIFAR-10, "scenes" (MiniPlaces' 100 scene categories,
 64x64) judges photographs.
 
-    python -m colorgan.features --network cifar10 --dataset-path ../shared/data/cifar10
+    python -m colorgan.features --network cifar10 --dataset-path CIFAR10
     python -m colorgan.features --network scenes --dataset-path DIR   # MiniPlaces
 
 Seeded, resumable (at epoch ends: run the same command again), with a progress line.

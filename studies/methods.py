@@ -1,7 +1,7 @@
 """The methods side by side at one equal budget: train each on the same CIFAR-10 subset, then one
 test_eval.py table with the gray baseline.
 
-    python -m studies.methods --data ../shared/data/cifar10 [--train-images 6400] [--batch-size 64]
+    python -m studies.methods --data CIFAR10 [--train-images 6400] [--batch-size 64]
         [--epochs 3] [--test-images 2000] [--work studies/results/methods] [--methods gan unet ...]
 
 Every method gets --epochs epochs of --train-images images (the same iterations and images); the

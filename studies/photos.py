@@ -1,7 +1,7 @@
 """Models on real photographs of any size, as `test_eval.py --test-input` colourises them: every
 per-image figure, paired against gray and against the first model, at several render sizes.
 
-    python -m studies.photos --photos ../shared/data/cbsd68 --models checkpoints/colorgan-places@64,96,128,192 \
+    python -m studies.photos --photos BSDS --models checkpoints/colorgan-places@64,96,128,192 \
         checkpoints/colorgan-cifar10@32 --out docs/photos/bsds.json [--grid docs/photos/bsds.png]
 
 A model is RUN_DIR@SIZES: the shorter side its generator runs at (0: the photo's own). Each photo is

@@ -2,7 +2,7 @@
 evaluated at doubling points along the way, with the gray baseline.
 
     python -m studies.quality [--budget-images 92000] [--methods gan-lab unet-lab ... "NAME=FLAGS"]
-        [--test-images 2000] [--dataset-path ../shared/data/cifar10] [--out studies/results/quality]
+        [--test-images 2000] [--dataset-path CIFAR10] [--out studies/results/quality]
 
 A method is a name and its train.py flags: the four defaults are the paper's GAN and its U-Net
 baseline, each predicting L, a, b (the authors) and a, b (the input's L kept); add your own as
