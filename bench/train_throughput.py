@@ -1,7 +1,7 @@
 """Images/s of the real training step (1 D + 2 G updates), its FLOPs per image, and its share of the
 matmul peak of the dtype it computes in, measured in the same run.
 
-    python -m bench.train_throughput [--dataset cifar10|places365] [--batch-size N]
+    python -m bench.train_throughput [--dataset cifar10|places365|miniplaces] [--batch-size N]
         [--mixed-precision auto|off|bfloat16|float16] [--jit-compile] [--iterations 10]
         [--train-flags "--width 0.5 --batch-size 32 --generator-output ab"]
         [--compare] [--compare-ops] [--compare-jit] [--profile-iterations 2] [--json OUT]
@@ -38,6 +38,8 @@ import tensorflow as tf
 
 from colorgan import config as cfg, cpu_kernels, devices, training
 
+# --dataset miniplaces times the photo step: the shipped photo model's recipe at its preset's 128 px, batch 16
+PHOTO_RECIPE = "--width 0.25 --generator-output ab --ema 0.995"
 MATMUL_OPS = ("Conv2D", "MatMul", "ExtractImagePatches")  # op types that are convolution work
 SWITCHES = ("MATMUL_KERNEL_GRADIENT", "FUSED_BATCHNORM", "FUSED_ADAM")  # colorgan's kernel choices (cpu_kernels)
 
@@ -179,14 +181,17 @@ def main():
                         help="also time Keras' and TensorFlow's own ops in place of colorgan's "
                              "(kernel gradients, BatchNorm, Adam)")
     parser.add_argument("--profile-iterations", type=int, default=2, help="profiled iterations (0: no profile)")
-    parser.add_argument("--train-flags", default="", help="any other train.py flags, e.g. the README's CPU recipe: "
-                        "\"--width 0.5 --batch-size 32 --generator-output ab\"")
+    parser.add_argument("--train-flags", default=None, help="any other train.py flags, e.g. the README's CPU recipe: "
+                        "\"--width 0.5 --batch-size 32 --generator-output ab\" (default: none; for miniplaces "
+                        f"the photo model's \"{PHOTO_RECIPE}\")")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     if args.iterations < 3:
         parser.error("at least 3 timed iterations")
+    train_flags = args.train_flags if args.train_flags is not None else \
+        PHOTO_RECIPE if args.dataset == "miniplaces" else ""
     flags = ["--dataset", args.dataset, "--jit-compile", str(args.jit_compile),
-             *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *shlex.split(args.train_flags)]
+             *(["--batch-size", str(args.batch_size)] if args.batch_size else []), *shlex.split(train_flags)]
     results = []
     for precision in (args.mixed_precision, "off"):
         config = cfg.parse_args([*flags, "--mixed-precision", precision])
