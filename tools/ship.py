@@ -3,7 +3,7 @@ checkpoints/colorgan-places): copy its generator.keras and config.json there, an
 fixture.json, its figures on the test images committed with the tests, which
 tests/test_shipped.py holds it to.
 
-    python -m tools.ship RUN_DIR --model colorgan-places [--photos-grid docs/photos.png]
+    python -m tools.ship RUN_DIR --model colorgan-places [--photos-grid docs/photos.png --bsds BSDS]
 
 The model card (MODEL_CARD.md in the same folder) is written by hand from the studies' and
 test_eval.py's figures: this script prints what it needs from the run.
@@ -19,11 +19,10 @@ import subprocess
 from colorgan import config as cfg, runs
 
 # Four BSDS300 photos (481x321) of the kinds CIFAR-10 holds: birds, a cat, a bird, a cat
-PHOTOS = [os.path.join(runs.ROOT, "..", "shared", "data", "cbsd68", f"{n}.png")
-          for n in (103070, 105025, 106024, 108005)]
+PHOTOS = [f"{n}.png" for n in (103070, 105025, 106024, 108005)]
 
 
-def photos_grid(run_dir: str, path: str, photos=PHOTOS, render_size: int = 0) -> str:
+def photos_grid(run_dir: str, path: str, photos: list, render_size: int = 0) -> str:
     """gray input | the model (rendered at render_size, default its own; the input's L kept) |
     original, for the card and the README."""
     from colorgan import images, inference, plots
@@ -41,9 +40,12 @@ def main():
     parser.add_argument("run", help="the run folder (with config.json and generator.keras)")
     parser.add_argument("--model", required=True, choices=[m.name for m in runs.SHIPPED])
     parser.add_argument("--photos-grid", default="", help="also write a PNG of BSDS photos colourised by it")
+    parser.add_argument("--bsds", default="", help="with --photos-grid: the folder of the 68 BSDS300 test photos")
     parser.add_argument("--render-size", type=int, default=0, help="the shorter side the model colourises photos at, "
                         "chosen by studies/photos.py (recorded in its config.json; default: its --image-size)")
     args = parser.parse_args()
+    if args.photos_grid and not os.path.isdir(args.bsds):
+        parser.error("--photos-grid needs --bsds: the folder of the BSDS300 test photos")
     model = next(m for m in runs.SHIPPED if m.name == args.model)
     exported = os.path.join(args.run, "generator.keras")
     if not os.path.isfile(exported):
@@ -66,7 +68,7 @@ def main():
     print(f"shipped {args.run} into {model.path} ({size:.1f} MiB) at commit {commit.strip()}; "
           f"flags: {cfg.as_flags(run)}; fixture figures: {json.dumps(figures)}")
     if args.photos_grid:
-        print(f"photos: {photos_grid(model.path, args.photos_grid)}")
+        print(f"photos: {photos_grid(model.path, args.photos_grid, [os.path.join(args.bsds, p) for p in PHOTOS])}")
 
 
 if __name__ == "__main__":
