@@ -1,0 +1,37 @@
+"""The speed benchmarks still run against today's colorgan (their figures are read by people, in
+bench/README.md; here only that each prints its table from a real step)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CIFAR, ROOT
+
+TINY_STEP = "--width 0.125 --batch-size 4 --generator-output ab --ema 0.995"
+
+
+def run(*args, timeout=300):
+    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_the_training_step_benchmarks_time_a_real_step(tmp_path):
+    out = run("bench.train_throughput", "--train-flags", TINY_STEP, "--mixed-precision", "off", "--iterations", "3",
+              "--profile-iterations", "1", "--json", str(tmp_path / "step.json"))
+    (result,) = json.load(open(tmp_path / "step.json"))["results"]
+    assert result["images_per_s"] > 0 and result["finite_losses"] and result["flops_per_image"] > 0
+    assert result["profile"]["ops"] and "| op type |" in out
+    out = run("bench.kernel_choices", "--train-flags", TINY_STEP, "--mixed-precision", "off", "--choices",
+              "FUSED_ADAM", "--blocks", "1", "--block", "1")
+    assert "| float32 | FUSED_ADAM |" in out
+
+
+@pytest.mark.slow
+def test_the_pipeline_benchmark_reads_real_images(tmp_path):
+    run("bench.data_pipeline", "--dataset", "cifar10", "--dataset-path", str(CIFAR), "--batch-size", "8",
+        "--images", "40", "--passes", "1", "--json", str(tmp_path / "pipeline.json"))
+    result = json.load(open(tmp_path / "pipeline.json"))
+    assert result["images_per_pass"] == 40 and result["images_per_s"] > 0
