@@ -74,7 +74,7 @@ def _images_tensor(source: Source) -> tf.Tensor:
     return tf.constant(source.images)
 
 
-@functools.partial(tf.function, jit_compile=True)  # 2x faster than numpy_function, 3x TF's plain uint8 ops
+@functools.partial(tf.function, jit_compile=True)  # TF's plain uint8 where/reverse: 3x slower (bench/README.md)
 def _flip(rgb, flip):
     return tf.where(flip[:, None, None, None], tf.reverse(rgb, [2]), rgb)  # (k, S, S, 3)
 
