@@ -55,8 +55,9 @@ def main():
             name = f"{'/'.join(os.path.normpath(run_dir).split(os.sep)[-2:])} @ {size or 'full'} px"
             rows[name] = per_photo(photos, lambda rgb: colorizer.image(rgb, size))
             print(f"{name}: dE00 {rows[name]['delta_e'].mean():.2f}", flush=True)
-            if n == 0:
-                grid[name] = [colorizer.image(rgb, size) for rgb in shown]
+            if n == 0:  # a short title: the columns are narrow
+                grid[f"{os.path.basename(os.path.normpath(run_dir))} @ {size or 'full'} px"] = [
+                    colorizer.image(rgb, size) for rgb in shown]
     first = next(name for name in rows if name != "gray")
     table = {"photos": args.photos, "count": len(photos), "truth_colourfulness": truth, "rows": {}}
     for name, values in rows.items():
