@@ -35,3 +35,13 @@ def test_the_pipeline_benchmark_reads_real_images(tmp_path):
         "--images", "40", "--passes", "1", "--json", str(tmp_path / "pipeline.json"))
     result = json.load(open(tmp_path / "pipeline.json"))
     assert result["images_per_pass"] == 40 and result["images_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_the_space_to_depth_convolution_is_the_same_convolution(tmp_path):
+    run("bench.strided_conv", "--json", str(tmp_path / "conv.json"))
+    rows = json.load(open(tmp_path / "conv.json"))
+    # bfloat16 where the CPU's oneDNN path has it (not under ONEDNN_MAX_CPU_ISA=AVX2)
+    assert [r["dtype"] for r in rows].count("float32") == 6 and len(rows) in (6, 12)
+    assert all(r["direct_s"] > 0 and r["space_to_depth_s"] > 0 for r in rows)
+    assert all(r["max_relative_difference"] < (1e-2 if r["dtype"] == "bfloat16" else 1e-4) for r in rows)
