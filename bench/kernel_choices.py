@@ -16,7 +16,7 @@ import time
 import colorgan  # noqa: F401  (first: it sets TensorFlow's environment)
 import tensorflow as tf
 
-from bench.train_throughput import SWITCHES, machine_cpu_seconds, random_batch
+from bench.train_throughput import PHOTO_RECIPE, SWITCHES, machine_cpu_seconds, random_batch
 from colorgan import config as cfg, cpu_kernels, devices, training
 
 RECIPE = "--width 0.5 --batch-size 32 --generator-output ab --ema 0.995"
@@ -56,19 +56,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "miniplaces"),
                         help="its preset's shapes (miniplaces: the photo step, 128 px)")
-    parser.add_argument("--train-flags", default=RECIPE, help="train.py flags (default: the README's CPU recipe)")
+    parser.add_argument("--train-flags", default=None, help="train.py flags (default: the README's CPU recipe; "
+                        "for miniplaces the photo model's)")
     parser.add_argument("--mixed-precision", nargs="+", default=["bfloat16", "off"])
     parser.add_argument("--choices", nargs="+", default=list(SWITCHES), choices=SWITCHES)
     parser.add_argument("--blocks", type=int, default=8, help="alternations of the two steps")
     parser.add_argument("--block", type=int, default=5, help="iterations per block")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
+    train_flags = args.train_flags if args.train_flags is not None else \
+        PHOTO_RECIPE if args.dataset == "miniplaces" else RECIPE
     results = []
     print("| precision | choice | on, images/s | off, images/s | on / off | others' CPU (cores) |\n"
           "|---|---|---|---|---|---|")
     for precision in args.mixed_precision:
-        config = cfg.parse_args(["--dataset", args.dataset, *shlex.split(args.train_flags),
-                                 "--mixed-precision", precision])
+        config = cfg.parse_args(["--dataset", args.dataset, *shlex.split(train_flags), "--mixed-precision", precision])
         policy = devices.precision_policy(config)[0]
         for choice in args.choices:
             r = dict(policy=policy, flags=cfg.as_flags(config), **compare(config, choice, args.blocks, args.block))
