@@ -41,7 +41,8 @@ from colorgan import config as cfg, cpu_kernels, devices, training
 # --dataset miniplaces times the photo step: the shipped photo model's recipe at its preset's 128 px, batch 16
 PHOTO_RECIPE = "--width 0.25 --generator-output ab --ema 0.995"
 MATMUL_OPS = ("Conv2D", "MatMul", "ExtractImagePatches")  # op types that are convolution work
-SWITCHES = ("MATMUL_KERNEL_GRADIENT", "FUSED_BATCHNORM", "FUSED_ADAM")  # colorgan's kernel choices (cpu_kernels)
+SWITCHES = ("MATMUL_KERNEL_GRADIENT", "FUSED_BATCHNORM", "FUSED_ADAM", "HEADS_IN_COMPUTE_DTYPE",
+            "ZERO_BIAS_GRADIENT")  # colorgan's kernel choices (cpu_kernels)
 
 
 def ops_name(off: tuple) -> str:

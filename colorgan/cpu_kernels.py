@@ -46,9 +46,36 @@ def _kernel_gradient(images, output_grad, kernel_shape, stride: int, padding: st
     return tf.reshape(grad, kernel_shape)
 
 
+# The bias of a convolution that BatchNorm follows, in training, with a zero gradient: BatchNorm
+# subtracts its batch mean, the bias with it, so TensorFlow's own gradient is a sum that cancels to
+# rounding noise (which Adam, scaling each update to about lr, turns into a random walk the batch mean
+# cancels again). That sum over the whole map cost 4% of the photo step (bench/README.md).
+ZERO_BIAS_GRADIENT = True  # False: TensorFlow's own gradient (tests and bench compare)
+
+
+@tf.custom_gradient
+def _cancelled(bias):
+    return tf.identity(bias), lambda grad: tf.zeros_like(bias)
+
+
+def _add_bias(layer, outputs, training):
+    """outputs + the layer's bias, whose gradient is zero where layer.before_batchnorm (models._block
+    sets it) and BatchNorm trains."""
+    bias = tf.convert_to_tensor(layer.bias)  # the compute dtype, under mixed precision
+    if ZERO_BIAS_GRADIENT and training and getattr(layer, "before_batchnorm", False):
+        bias = _cancelled(bias)
+    return tf.nn.bias_add(outputs, bias)
+
+
 @keras.saving.register_keras_serializable("colorgan")
 class Conv2D(layers.Conv2D):
-    """Keras' Conv2D (same weights, same forward op) whose kernel gradient may be one matmul."""
+    """Keras' Conv2D (same weights, same forward op) whose kernel gradient may be one matmul and whose
+    bias may have a zero gradient before BatchNorm."""
+
+    def call(self, inputs, training=None):
+        outputs = self.convolution_op(inputs, self.kernel)
+        outputs = _add_bias(self, outputs, training) if self.use_bias else outputs
+        return self.activation(outputs) if self.activation is not None else outputs
 
     def convolution_op(self, inputs, kernel):
         stride, padding = self.strides[0], self.padding.upper()
@@ -66,10 +93,11 @@ class Conv2D(layers.Conv2D):
 
 @keras.saving.register_keras_serializable("colorgan")
 class Conv2DTranspose(layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul;
-    as _block builds it: channels last, no output padding, dilation or activation."""
+    """Keras' Conv2DTranspose (same weights, same forward op) whose kernel gradient may be one matmul and
+    whose bias may have a zero gradient before BatchNorm; as _block builds it: channels last, no output
+    padding, dilation or activation."""
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         stride, padding = self.strides[0], self.padding.upper()
 
         @tf.custom_gradient
@@ -79,8 +107,12 @@ class Conv2DTranspose(layers.Conv2DTranspose):
                         _kernel_gradient(output_grad, images, list(kernel.shape), stride, padding))
             return keras.ops.conv_transpose(images, kernel, self.strides, self.padding), grad
         outputs = conv_transpose(inputs, tf.convert_to_tensor(self.kernel))
-        return keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, -1))) if self.use_bias else outputs
+        return _add_bias(self, outputs, training) if self.use_bias else outputs
 
+
+# The networks' last convolutions (the colour head and D's logits) in the compute dtype, their outputs
+# in float32 (models._head_dtype); read when a network is built
+HEADS_IN_COMPUTE_DTYPE = True  # False: both in float32 (bench compares)
 
 FUSED_BATCHNORM = True  # False: Keras' own BatchNorm in training too (tests and bench compare)
 

@@ -12,6 +12,7 @@ import re
 import keras
 from keras import layers
 
+from colorgan import cpu_kernels
 from colorgan.config import UserError, first_line
 # The one place that picks the layer classes: Keras' own, trained through the CPU's kernel choices
 from colorgan.cpu_kernels import BatchNormalization, Conv2D, Conv2DTranspose
@@ -37,6 +38,7 @@ def _block(x, filters, strides, name, bn=True, leaky=True, transpose=False, sync
     LeakyReLU(0.2) or ReLU."""
     conv = (Conv2DTranspose if transpose else Conv2D)(filters, 4, strides, padding="same",
                                                       kernel_initializer=_INIT, name=name)
+    conv.before_batchnorm = bn  # its bias's gradient is zero in training (cpu_kernels._add_bias)
     x = (layers.SpectralNormalization(conv, name=name + "_sn") if spectral else conv)(x)
     if bn:
         x = BatchNormalization(synchronized=sync, name=name + "_bn")(x)
@@ -72,10 +74,17 @@ def build_generator(dataset: str = "cifar10", out_channels: int = 3, sync_batchn
     return keras.Model(gray, _colour_out(x, out_channels), name=name)
 
 
+def _head_dtype():
+    """The dtype of a network's last convolution: the compute dtype, its output cast to float32 by the
+    layer after it (as Keras' mixed precision guide does), or float32 where HEADS_IN_COMPUTE_DTYPE is off.
+    In float32, the colour head (a 1x1 convolution of a 32-channel 128 px map) and the casts around
+    it cost 12% of the photo step in bfloat16 (bench/README.md, "The photo step")."""
+    return None if cpu_kernels.HEADS_IN_COMPUTE_DTYPE else "float32"
+
+
 def _colour_out(x, out_channels):
-    # float32 so that mixed precision still yields float32 colours
-    return layers.Conv2D(out_channels, 1, activation="tanh", kernel_initializer=_INIT,
-                         dtype="float32", name="out")(x)  # (bs, H, W, out_channels)
+    x = Conv2D(out_channels, 1, kernel_initializer=_INIT, dtype=_head_dtype(), name="out")(x)
+    return layers.Activation("tanh", dtype="float32", name="out_tanh")(x)  # (bs, H, W, out_channels), float32
 
 
 def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_batchnorm: bool = False,
@@ -91,11 +100,11 @@ def build_discriminator(dataset: str = "cifar10", in_channels: int = 4, sync_bat
         # no BatchNorm on the first layer (DCGAN practice, and the authors' code)
         x = _block(x, _scaled(filters, width), strides, f"conv{i}", bn=i > 0, sync=sync_batchnorm,
                    spectral=spectral_norm)  # cifar10: (bs, 16, 16, 64) ... (bs, 4, 4, 512)
-    # raw logits (the losses apply the sigmoid), float32 under mixed precision
-    logits = layers.Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT, dtype="float32", name="logits")
+    # raw logits (the losses apply the sigmoid)
+    logits = Conv2D(1, 4, 1, padding="same", kernel_initializer=_INIT, dtype=_head_dtype(), name="logits")
     if spectral_norm:
-        logits = layers.SpectralNormalization(logits, dtype="float32", name="logits_sn")
-    logits = logits(x)  # (bs, H/8, W/8, 1)
+        logits = layers.SpectralNormalization(logits, dtype=_head_dtype(), name="logits_sn")
+    logits = layers.Activation("linear", dtype="float32", name="logits_float32")(logits(x))  # (bs, H/8, W/8, 1)
     return keras.Model(image, logits, name=f"discriminator_{dataset}")
 
 

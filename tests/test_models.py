@@ -179,6 +179,66 @@ def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("spectral", [False, True])
+def test_a_bias_before_batchnorm_has_a_zero_gradient_in_training_and_the_rest_are_tensorflows(
+        policy, spectral, monkeypatch):
+    def gradients(model, x, training):
+        for variable, value in zip(model.variables, start[model.name]):
+            variable.assign(value)  # what a training call moves: moving statistics, spectral norm's kernel
+        with tf.GradientTape() as tape:
+            y = model(x, training=training)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(tf.shape(y), (3, 4)))
+        return {v.path: g.numpy() for v, g in zip(model.trainable_variables,
+                                                   tape.gradient(loss, model.trainable_variables))}
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        nets = {name: (build(), x) for name, build, x in (
+            ("G", lambda: build_generator("cifar10", 2, width=0.25), gray(4, 32, 32)),
+            ("D", lambda: build_discriminator("cifar10", width=0.25, spectral_norm=spectral),
+             np.concatenate([gray(4, 32, 32, seed) for seed in range(4)], -1)))}
+        for layer in nets["G"][0].layers:
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0  # the same masks in every call
+        start = {net.name: [v.numpy() for v in net.variables] for net, _ in nets.values()}
+        found = {}
+        for ours in (True, False):
+            monkeypatch.setattr(cpu_kernels, "ZERO_BIAS_GRADIENT", ours)
+            for training in (True, False):
+                found[ours, training] = {name: gradients(net, x, training) for name, (net, x) in nets.items()}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    before_bn = {f"enc{i}" for i in range(5)} | {f"dec{i}" for i in range(4)} | {"conv1", "conv2", "conv3"}
+    for name in nets:
+        ours, own, ours_inference, own_inference = (found[key][name] for key in
+                                                    ((True, True), (False, True), (True, False), (False, False)))
+        cancelled = [path for path in ours if path.endswith("/bias") and path.split("/")[-2] in before_bn]
+        assert len(cancelled) == (9 if name == "G" else 3)
+        for path in ours:
+            if path in cancelled:  # BatchNorm's batch mean cancels it: TensorFlow's is a sum to rounding noise
+                kernel = np.max(np.abs(own[path.replace("/bias", "/kernel")]))
+                assert not np.any(ours[path])
+                assert np.max(np.abs(own[path])) < (1e-3 if policy == "float32" else 1) * kernel, path
+            else:  # every other weight's gradient is TensorFlow's own, as in inference mode every one is
+                np.testing.assert_array_equal(ours[path], own[path], err_msg=path)
+            np.testing.assert_array_equal(ours_inference[path], own_inference[path], err_msg=path)
+        assert all(np.any(ours_inference[path]) for path in cancelled)
+
+
+def test_the_last_convolutions_compute_in_the_policys_dtype_and_output_float32(bf16_policy, monkeypatch):
+    def dtypes():
+        G, D = build_generator("cifar10", width=0.125), build_discriminator("cifar10", width=0.125)
+        colour = G(gray(2, 32, 32), training=True)
+        logits = D(tf.concat([gray(2, 32, 32), colour], -1), training=True)
+        return (G.get_layer("out").compute_dtype, D.get_layer("logits").compute_dtype,
+                colour.dtype, logits.dtype, G.get_layer("out").kernel.dtype)
+
+    assert dtypes() == ("bfloat16", "bfloat16", "float32", "float32", "float32")
+    monkeypatch.setattr(cpu_kernels, "HEADS_IN_COMPUTE_DTYPE", False)  # as before 2026-12-07
+    assert dtypes() == ("float32", "float32", "float32", "float32", "float32")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
     ours = cpu_kernels.BatchNormalization(dtype=policy, momentum=0.9)
     keras_own = keras.layers.BatchNormalization(dtype="float32", momentum=0.9)  # the reference in float32

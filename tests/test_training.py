@@ -240,8 +240,10 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     for ours in (False, True):
         monkeypatch.setattr(cpu_kernels, "MATMUL_KERNEL_GRADIENT", ours)
         monkeypatch.setattr(cpu_kernels, "FUSED_BATCHNORM", ours)
+        monkeypatch.setattr(cpu_kernels, "ZERO_BIAS_GRADIENT", ours)
         # the same seed: the same weights and dropout
         state = training.create_train_state(cfg, tf.distribute.get_strategy())
+        start = {v.path: v.numpy() for v in (*state.generator.variables, *state.discriminator.variables)}
         steps, evaluate = compiled(cfg, state)
         ops = [op.type for op in steps["gan"].get_concrete_function(batch).graph.get_operations()]
         losses = steps["gan"](batch)
@@ -253,15 +255,18 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     assert ops.count("FusedBatchNormV3") == 2 * 9 + 4 * 3  # G's 9 BatchNorms in 2 forward passes, D's 3 in 4
     assert losses == pytest.approx(losses_keras, rel=1e-5)
     # Adam's first step moves a weight by about lr times the sign of its gradient. The bias of a
-    # convolution that BatchNorm follows has a gradient of pure rounding noise (BatchNorm subtracts
-    # the mean), which Adam turns into up to lr per update either way; every other weight and
-    # statistic (Keras' moving variance is the biased one) must agree to a tenth of a step.
+    # convolution that BatchNorm follows has, in TensorFlow's own ops, a gradient of pure rounding
+    # noise (BatchNorm subtracts the mean), which Adam turns into up to lr per update either way; in
+    # colorgan's its gradient is zero and it stays where it was. Every other weight and statistic
+    # (Keras' moving variance is the biased one) must agree to a tenth of a step.
     noise = {f"{layer}/bias"
              for layer in [f"enc{i}" for i in range(5)] + [f"dec{i}" for i in range(4)] + ["conv1", "conv2", "conv3"]}
     differences = {name: float(np.max(np.abs(ours - keras_own)))
                    for (name, ours), (_, keras_own) in zip(variables, variables_keras)}
     assert max(d for name, d in differences.items() if name not in noise) < 0.1 * cfg.lr
     assert max(d for name, d in differences.items() if name in noise) <= 2 * cfg.lr  # two G updates
+    moved = {name: float(np.max(np.abs(value - start[name]))) for name, value in variables if name in noise}
+    assert len(moved) == len(noise) and not any(moved.values()), moved
 
 
 @pytest.mark.slow
