@@ -47,9 +47,9 @@ def _kernel_gradient(images, output_grad, kernel_shape, stride: int, padding: st
 
 
 # The bias of a convolution that BatchNorm follows, in training, with a zero gradient: BatchNorm
-# subtracts its batch mean, the bias with it, so TensorFlow's own gradient is a sum that cancels to
-# rounding noise (which Adam, scaling each update to about lr, turns into a random walk the batch mean
-# cancels again). That sum over the whole map cost 4% of the photo step (bench/README.md).
+# subtracts its batch mean, the bias with it, so TensorFlow's own gradient is a sum over the map that
+# cancels to rounding noise (large in bfloat16, which keeps 8 bits), which Adam, scaling each
+# update to about lr, turns into a random walk. Not summing it: the photo step 1.01x (bench/README.md).
 ZERO_BIAS_GRADIENT = True  # False: TensorFlow's own gradient (tests and bench compare)
 
 

@@ -45,3 +45,15 @@ def test_the_space_to_depth_convolution_is_the_same_convolution(tmp_path):
     assert [r["dtype"] for r in rows].count("float32") == 6 and len(rows) in (6, 12)
     assert all(r["direct_s"] > 0 and r["space_to_depth_s"] > 0 for r in rows)
     assert all(r["max_relative_difference"] < (1e-2 if r["dtype"] == "bfloat16" else 1e-4) for r in rows)
+
+
+@pytest.mark.slow
+def test_the_layer_benchmark_times_every_convolution_of_both_networks(tmp_path):
+    out = run("bench.conv_layers", "--dataset", "cifar10", "--train-flags", TINY_STEP, "--mixed-precision", "off",
+              "--repeats", "1", "--json", str(tmp_path / "layers.json"))
+    rows = json.load(open(tmp_path / "layers.json"))["layers"]
+    assert [r["layer"] for r in rows] == [*(f"enc{i}" for i in range(5)), *(f"dec{i}" for i in range(4)), "out",
+                                          "conv0", "conv1", "conv2", "conv3", "logits"]
+    assert rows[5]["transpose"] and rows[0]["input"] == [4, 32, 32, 1] and rows[-1]["output"] == [4, 4, 4, 1]
+    assert all(r["flops"] > 0 and min(r["forward"], r["input_gradient"], r["kernel_gradient"]) > 0 for r in rows)
+    assert out.count("| generator |") == 10 and "all layers once" in out
