@@ -22,8 +22,16 @@ def make_strategy(join_timeout: float = 900.0) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+# ONEDNN_MAX_CPU_ISA values that leave oneDNN without bfloat16 (AVX2 imitates an AVX2 host on a bigger CPU):
+# TensorFlow still routes bfloat16 to oneDNN by the CPU's flags, and oneDNN then aborts
+_ISAS_WITHOUT_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_bfloat16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
-    """The CPU's flags for native bfloat16 arithmetic (AVX512_BF16, AMX); none where unknown."""
+    """The CPU's flags for native bfloat16 arithmetic (AVX512_BF16, AMX); none where unknown or where
+    ONEDNN_MAX_CPU_ISA keeps oneDNN from them."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISAS_WITHOUT_BFLOAT16:
+        return []
     try:
         with open(cpuinfo) as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])

@@ -33,6 +33,17 @@ def no_graphs_left_behind():
     keras.backend.clear_session()
 
 
+def skip_where_onednn_lacks_bfloat16(policy: str = "bfloat16") -> None:
+    """Skip a bfloat16 test where ONEDNN_MAX_CPU_ISA caps oneDNN below bfloat16 (an AVX2 host imitated
+    on a bigger CPU): TensorFlow still sends bfloat16 convolutions to oneDNN, which aborts the process.
+    A real AVX2 CPU runs them through Eigen, and CI sets no cap."""
+    import os
+    from colorgan import devices
+    if "bfloat16" in policy and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in devices._ISAS_WITHOUT_BFLOAT16:
+        pytest.skip(f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} leaves oneDNN without bfloat16, "
+                    "and TensorFlow still routes bfloat16 to it")
+
+
 def photo(name: str):
     """An RGB uint8 photograph from skimage.data, e.g. "astronaut" (512x512)."""
     import skimage.data

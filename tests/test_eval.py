@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from colorgan import color, config, data, evaluation, files, folders, images, inference, metrics, models
-from tests.conftest import CIFAR
+from tests.conftest import CIFAR, skip_where_onednn_lacks_bfloat16
 
 
 def test_table_json_and_pictures(trained, capsys):
@@ -118,6 +118,7 @@ def test_outputs_never_overwrite_inputs(trained, photo_zoo):
 
 
 def test_folders_are_colourised_in_batches_as_one_by_one(trained, tmp_path, photos):
+    skip_where_onednn_lacks_bfloat16()
     generator, cfg = inference.load_run(str(trained / "runs" / "run"))
     (tmp_path / "in").mkdir()
     for i, path in enumerate(images.list_images(str(CIFAR / "test"))[::5][:19]):

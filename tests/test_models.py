@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from colorgan import cpu_kernels
 from colorgan.models import build_discriminator, build_generator, total_stride
+from tests.conftest import skip_where_onednn_lacks_bfloat16
 
 
 def n_trainable(model):
@@ -33,6 +34,7 @@ def disc():
 
 @pytest.fixture
 def bf16_policy():
+    skip_where_onednn_lacks_bfloat16()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         yield
@@ -147,6 +149,7 @@ def test_spectral_norm_bounds_every_discriminator_kernel():
     (False, (16, 8, 8, 256), 512, True, "mixed_bfloat16")])  # enc3: in bfloat16, maps up to 8x8 take the matmul
 def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them(transpose, images, filters, matmul,
                                                                                 policy):
+    skip_where_onednn_lacks_bfloat16(policy)
     ours, keras_own = ((cpu_kernels.Conv2DTranspose, keras.layers.Conv2DTranspose) if transpose
                        else (cpu_kernels.Conv2D, keras.layers.Conv2D))
     # the reference computes in float32: TensorFlow's own bfloat16 kernel gradient without oneDNN (Eigen's,
@@ -182,6 +185,7 @@ def test_a_convolutions_gradients_are_tensorflows_whichever_kernel_computes_them
 @pytest.mark.parametrize("spectral", [False, True])
 def test_a_bias_before_batchnorm_has_a_zero_gradient_in_training_and_the_rest_are_tensorflows(
         policy, spectral, monkeypatch):
+    skip_where_onednn_lacks_bfloat16(policy)
     def gradients(model, x, training):
         for variable, value in zip(model.variables, start[model.name]):
             variable.assign(value)  # what a training call moves: moving statistics, spectral norm's kernel
@@ -240,6 +244,7 @@ def test_the_last_convolutions_compute_in_the_policys_dtype_and_output_float32(b
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_batchnorm_trains_through_the_fused_op_as_keras_own_does(policy):
+    skip_where_onednn_lacks_bfloat16(policy)
     ours = cpu_kernels.BatchNormalization(dtype=policy, momentum=0.9)
     keras_own = keras.layers.BatchNormalization(dtype="float32", momentum=0.9)  # the reference in float32
     x = tf.random.stateless_normal((8, 4, 4, 64), (1, 2)) * 3 + 1

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from colorgan import config, cpu_kernels, data, images, losses, models, resume, stopping, training
-from tests.conftest import CIFAR, ROOT, free_ports, tiny_args
+from tests.conftest import CIFAR, ROOT, free_ports, skip_where_onednn_lacks_bfloat16, tiny_args
 
 READ_IMAGE = images.read_image
 
@@ -351,6 +351,7 @@ def test_resume_finds_checkpoints_a_broken_state_file_hides_and_reads_all_of_one
 
 
 def test_bfloat16_step_on_cpu(tmp_path):
+    skip_where_onednn_lacks_bfloat16()
     cfg = config.make_config(dataset="cifar10", dataset_path=str(CIFAR), batch_size=4, width=0.125,
                              mixed_precision="bfloat16")
     state = training.create_train_state(cfg, tf.distribute.get_strategy())
