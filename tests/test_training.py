@@ -253,7 +253,9 @@ def test_colorgans_kernel_gradient_and_batchnorm_give_the_same_step_as_keras_own
     assert "ExtractImagePatches" not in ops_keras and "FusedBatchNormV3" not in ops_keras
     assert ops.count("ExtractImagePatches") == 4  # enc4 and dec0 (2x2 maps), in each of the two G updates
     assert ops.count("FusedBatchNormV3") == 2 * 9 + 4 * 3  # G's 9 BatchNorms in 2 forward passes, D's 3 in 4
-    assert losses == pytest.approx(losses_keras, rel=1e-5)
+    # the second G update's losses follow biases that moved in one run and not in the other: BatchNorm
+    # cancels them up to rounding (5e-5 under ONEDNN_MAX_CPU_ISA=AVX2)
+    assert losses == pytest.approx(losses_keras, rel=1e-4)
     # Adam's first step moves a weight by about lr times the sign of its gradient. The bias of a
     # convolution that BatchNorm follows has, in TensorFlow's own ops, a gradient of pure rounding
     # noise (BatchNorm subtracts the mean), which Adam turns into up to lr per update either way; in
